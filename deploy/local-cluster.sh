@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# deploy/local-cluster.sh - a multi-region Meridian cluster on loopback.
+#
+# Starts agents in three regions (iad is the primary region; fra and syd
+# are not), waits for them to converge, shows `meridian members` and
+# `meridian info`, then keeps the cluster running until Ctrl-C (or for
+# CLUSTER_SECONDS seconds when that is set), and stops every agent it
+# started, by PID.
+#
+# Agents: a1 127.0.0.1:7600 (API 7601), a2 :7610 (7611)   region iad
+#         f1 :7620 (7621), f2 :7630 (7631)                 region fra
+#         s1 :7640 (7641)                                  region syd
+# Logs and the cluster secret: $CLUSTER_DIR (default build/local-cluster).
+#
+# Usage: local-cluster.sh PATH/TO/meridian
+set -euo pipefail
+export MERIDIAN=${1:?usage: local-cluster.sh PATH/TO/meridian}
+here=$(cd "$(dirname "$0")" && pwd)
+export AGENTS_DIR=${CLUSTER_DIR:-$here/../build/local-cluster}
+source "$here/../scripts/lib/agents.sh"
+agents_init
+
+secret_file=$AGENTS_DIR/secret
+[ -s "$secret_file" ] || (umask 077 && "$MERIDIAN" keygen >"$secret_file")
+export MERIDIAN_SECRET_FILE=$secret_file
+unset MERIDIAN_SECRET
+
+for port in 7600 7610 7620 7630 7640; do
+	if [ -n "$(ss -Htuan "( sport = :$port or sport = :$((port + 1)) )")" ]; then
+		echo "local-cluster: port $port or $((port + 1)) is in use; is a cluster already running?" >&2
+		exit 2
+	fi
+done
+
+agents_start a1 iad iad 127.0.0.1:7600 127.0.0.1:7601
+agents_start a2 iad iad 127.0.0.1:7610 127.0.0.1:7611 --join 127.0.0.1:7600
+agents_start f1 fra iad 127.0.0.1:7620 127.0.0.1:7621 --join 127.0.0.1:7600
+agents_start f2 fra iad 127.0.0.1:7630 127.0.0.1:7631 --join 127.0.0.1:7600
+agents_start s1 syd iad 127.0.0.1:7640 127.0.0.1:7641 --join 127.0.0.1:7600,127.0.0.1:7620
+
+if ! agents_wait_until 30 agents_converged 5 a1 a2 f1 f2 s1; then
+	echo "local-cluster: agents did not converge in 30 s; logs in $AGENTS_DIR" >&2
+	exit 1
+fi
+
+show() { printf '\n$ %s\n' "$*"; "$@"; }
+export MERIDIAN_API=127.0.0.1:7621
+show "$MERIDIAN" members
+show "$MERIDIAN" members --region fra --json
+show "$MERIDIAN" info
+
+cat <<EOM
+
+The cluster is running: 5 agents in iad (primary), fra and syd.
+Talk to any of them with MERIDIAN_API=127.0.0.1:7601 (a1) ... :7641 (s1), e.g.
+  MERIDIAN_API=127.0.0.1:7641 $MERIDIAN members
+Logs: $AGENTS_DIR/*.log.  The secret: $secret_file.
+EOM
+if [ -n "${CLUSTER_SECONDS:-}" ]; then
+	sleep "$CLUSTER_SECONDS"
+else
+	echo "Ctrl-C stops every agent (each leaves gracefully)."
+	trap 'echo; echo "stopping"; exit 0' INT TERM
+	while sleep 3600; do :; done
+fi
