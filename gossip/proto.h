@@ -50,6 +50,8 @@
  *     or blob past its bound, or trailing bytes make the packet malformed:
  *     the whole packet is rejected with an error naming the field
  *     ("ping.s should be a uint").
+ *   - every str (names, addresses, keys) is printable ASCII 0x21-0x7e:
+ *     no NUL, space or control byte ever reaches a C string or a log line;
  *   - "id" is the identity of a node's process (set at start, see
  *     gossip.h); a missing "d" decodes as 0.
  *
@@ -193,6 +195,8 @@ struct gossip_packet {
  */
 int gossip_packet_decode(const uint8_t *buf, size_t len, struct gossip_packet *out,
 			 char *err, size_t errlen);
+/* (Both decoders may also return -ENOMEM when msgpack's zone cannot be
+ * allocated: drop the input on any non-zero return.) */
 
 /* ------------------------------------------------------------------ */
 /* Push-pull state exchange                                            */
