@@ -1,0 +1,799 @@
+/*
+ * cmd/cli.c - the client subcommands: members, info, leave, keygen, version.
+ *
+ * The CLI is a client of the local API (docs/api.md) and nothing else: it
+ * never reads the agent's state another way.  Its output and exit codes
+ * are a stable interface for scripts (cmd/commands.h):
+ *   0 ok, 1 the agent answered with an error, 2 usage, 3 no agent
+ *   reachable (or unavailable), 4 timed out.
+ * Every failure says what went wrong and, where it can, what to do.
+ *
+ * What the agent sends is outside input too: names and tags that came
+ * over gossip are printed with control characters replaced, so a hostile
+ * node name cannot drive the user's terminal.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cmd/commands.h"
+#include "cmd/http_client.h"
+#include "gossip/proto.h"
+#include "gossip/seal.h"
+
+#define API_DEFAULT "127.0.0.1:7601"
+#define CALL_TIMEOUT_MS_DEFAULT 10000
+#define LEAVE_TIMEOUT_MS_DEFAULT 15000
+#define LEAVE_POLL_MS 100
+
+/* ---- flags ---- */
+
+enum flag_kind { FLAG_BOOL, FLAG_STR };
+
+struct flag {
+	const char *name; /* without the leading "--" */
+	enum flag_kind kind;
+	void *dst;        /* bool * or const char ** */
+};
+
+/*
+ * Parses "--name value", "--name=value", "--bool" and -h/--help.  Returns
+ * 0, or prints the problem and the usage line to stderr and returns
+ * EXIT_USAGE.  Positional arguments are not taken by these commands.
+ */
+static int flags_parse(const char *cmd, const char *usage, int argc, char **argv,
+		       const struct flag *flags, size_t nflags, bool *help)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *val = NULL;
+		const struct flag *f = NULL;
+		size_t nlen;
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			*help = true;
+			return 0;
+		}
+		if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
+			fprintf(stderr, "meridian %s: unexpected argument \"%s\"\n%s", cmd, a,
+				usage);
+			return EXIT_USAGE;
+		}
+		a += 2;
+		nlen = strcspn(a, "=");
+		if (a[nlen] == '=')
+			val = a + nlen + 1;
+		for (size_t j = 0; j < nflags; j++)
+			if (strlen(flags[j].name) == nlen && strncmp(flags[j].name, a, nlen) == 0)
+				f = &flags[j];
+		if (!f) {
+			fprintf(stderr, "meridian %s: unknown flag \"--%.*s\"\n%s", cmd, (int)nlen,
+				a, usage);
+			return EXIT_USAGE;
+		}
+		if (f->kind == FLAG_BOOL) {
+			if (val) {
+				fprintf(stderr, "meridian %s: --%s takes no value\n%s", cmd,
+					f->name, usage);
+				return EXIT_USAGE;
+			}
+			*(bool *)f->dst = true;
+			continue;
+		}
+		if (!val) {
+			if (i + 1 >= argc) {
+				fprintf(stderr, "meridian %s: --%s needs a value\n%s", cmd, f->name,
+					usage);
+				return EXIT_USAGE;
+			}
+			val = argv[++i];
+		}
+		*(const char **)f->dst = val;
+	}
+	return 0;
+}
+
+/* "15s", "500ms", "2m", "1.5s", or a bare number of seconds -> ms (> 0). */
+static int duration_parse(const char *s, int *ms)
+{
+	char *end;
+	double v, scale = 1000;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || errno)
+		return -EINVAL;
+	if (strcmp(end, "ms") == 0)
+		scale = 1;
+	else if (strcmp(end, "s") == 0 || *end == '\0')
+		scale = 1000;
+	else if (strcmp(end, "m") == 0)
+		scale = 60000;
+	else
+		return -EINVAL;
+	v *= scale;
+	if (!(v >= 1 && v <= 24.0 * 3600 * 1000))
+		return -EINVAL;
+	*ms = (int)v;
+	return 0;
+}
+
+static const char *api_addr(const char *flag)
+{
+	const char *env = getenv("MERIDIAN_API");
+
+	if (flag && *flag)
+		return flag;
+	if (env && *env)
+		return env;
+	return API_DEFAULT;
+}
+
+static int timeout_get(const char *cmd, const char *usage, const char *s, int def, int *ms)
+{
+	*ms = def;
+	if (s && duration_parse(s, ms) < 0) {
+		fprintf(stderr, "meridian %s: bad --timeout \"%s\" (use e.g. 15s, 500ms, 2m)\n%s",
+			cmd, s, usage);
+		return EXIT_USAGE;
+	}
+	return 0;
+}
+
+/* ---- output helpers ---- */
+
+/* Copies @s into @out with control characters replaced by '?'. */
+static void sanitize(const char *s, char *out, size_t outlen)
+{
+	size_t o = 0;
+
+	if (!outlen)
+		return;
+	for (; s && *s && o + 1 < outlen; s++)
+		out[o++] = ((unsigned char)*s < 0x20 || *s == 0x7F) ? '?' : *s;
+	out[o] = '\0';
+}
+
+/* Display width of UTF-8 text: code points, not bytes. */
+static size_t text_width(const char *s)
+{
+	size_t w = 0;
+
+	for (; *s; s++)
+		if (((unsigned char)*s & 0xC0) != 0x80)
+			w++;
+	return w;
+}
+
+/* Prints one table row: cells padded to their column's width plus two
+ * spaces, without trailing blanks (an empty last cell leaves none). */
+static void print_row(char *const *cells, const size_t *width, int ncols)
+{
+	size_t pad = 0;
+
+	for (int c = 0; c < ncols; c++) {
+		if (cells[c][0]) {
+			for (; pad > 0; pad--)
+				putchar(' ');
+			fputs(cells[c], stdout);
+		}
+		pad += width[c] + 2 - text_width(cells[c]);
+	}
+	putchar('\n');
+}
+
+static int print_json(json_t *v)
+{
+	char *s = json_dumps(v, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_ENCODE_ANY);
+
+	if (!s) {
+		fprintf(stderr, "meridian: out of memory\n");
+		return EXIT_REMOTE_ERROR;
+	}
+	fputs(s, stdout);
+	putchar('\n');
+	free(s);
+	return EXIT_OK_;
+}
+
+static int output_done(int rc)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno != EPIPE)
+			fprintf(stderr, "meridian: writing output: %s\n", strerror(errno));
+		return rc ? rc : EXIT_REMOTE_ERROR;
+	}
+	return rc;
+}
+
+static const char *jstr(json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	return s ? s : "-";
+}
+
+/* ---- talking to the agent ---- */
+
+/* Says why a call failed; returns the exit code. */
+static int report_call_error(const char *api, int err, int timeout_ms)
+{
+	switch (err) {
+	case -ECONNREFUSED:
+		fprintf(stderr,
+			"meridian: no agent answering at %s (connection refused): is `meridian "
+			"agent` running? Set MERIDIAN_API or --api.\n",
+			api);
+		return EXIT_UNAVAILABLE;
+	case -ETIMEDOUT:
+		fprintf(stderr, "meridian: the agent at %s did not answer within %d ms\n", api,
+			timeout_ms);
+		return EXIT_TIMEOUT;
+	case -EINVAL:
+		fprintf(stderr,
+			"meridian: bad API address \"%s\": use host:port or [v6]:port with a "
+			"numeric host, e.g. 127.0.0.1:7601\n",
+			api);
+		return EXIT_USAGE;
+	case -ECONNRESET:
+		fprintf(stderr,
+			"meridian: the agent at %s closed the connection without answering (not "
+			"the API address? too many API connections? shutting down?)\n",
+			api);
+		return EXIT_UNAVAILABLE;
+	case -EPROTO:
+	case -EMSGSIZE:
+		fprintf(stderr, "meridian: the answer from %s is not usable: %s (is that a "
+			"meridian API address?)\n", api, http_call_strerror(err));
+		return EXIT_REMOTE_ERROR;
+	default:
+		fprintf(stderr, "meridian: cannot reach the agent at %s: %s\n", api,
+			http_call_strerror(err));
+		return EXIT_UNAVAILABLE;
+	}
+}
+
+/* Prints an HTTP error answer; returns the exit code. */
+static int report_http_error(const char *api, const struct http_reply *r)
+{
+	json_t *root = json_loadb(r->body, r->body_len, 0, NULL);
+	json_t *e = json_object_get(root, "error");
+	const char *code = json_string_value(json_object_get(e, "code"));
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	char c[128], m[1024];
+
+	if (code || msg) {
+		sanitize(code ? code : "error", c, sizeof(c));
+		sanitize(msg ? msg : "", m, sizeof(m));
+		fprintf(stderr, "meridian: %s: %s\n", c, m);
+	} else {
+		fprintf(stderr, "meridian: the agent at %s answered HTTP %d\n", api, r->status);
+	}
+	json_decref(root);
+	return r->status == 503 ? EXIT_UNAVAILABLE : EXIT_REMOTE_ERROR;
+}
+
+/*
+ * Calls the API and parses a 2xx JSON answer into *@out (caller decrefs).
+ * Returns EXIT_OK_ or the exit code, having printed why.
+ */
+static int api_call(const char *api, const char *method, const char *path, int timeout_ms,
+		    json_t **out)
+{
+	struct http_reply r;
+	json_error_t jerr;
+	int rc;
+
+	*out = NULL;
+	rc = http_call(api, method, path, NULL, 0, timeout_ms, &r);
+	if (rc < 0)
+		return report_call_error(api, rc, timeout_ms);
+	if (r.status / 100 != 2) {
+		rc = report_http_error(api, &r);
+		http_reply_free(&r);
+		return rc;
+	}
+	*out = json_loadb(r.body, r.body_len, JSON_DECODE_ANY, &jerr);
+	http_reply_free(&r);
+	if (!*out) {
+		fprintf(stderr, "meridian: the agent at %s sent invalid JSON: %s (line %d)\n", api,
+			jerr.text, jerr.line);
+		return EXIT_REMOTE_ERROR;
+	}
+	return EXIT_OK_;
+}
+
+/* Appends @s to @out URL-encoded (RFC 3986 unreserved characters kept). */
+static int url_encode(const char *s, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = strlen(out);
+
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		bool keep = (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' ||
+			    *p == '~';
+
+		if (o + (keep ? 1 : 3) >= outlen)
+			return -ENAMETOOLONG;
+		if (keep) {
+			out[o++] = (char)*p;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[*p >> 4];
+			out[o++] = hex[*p & 15];
+		}
+	}
+	out[o] = '\0';
+	return 0;
+}
+
+/* ---- meridian members ---- */
+
+static const char members_usage[] =
+	"usage: meridian members [--region R] [--status alive|suspect|failed|left] [--json]\n"
+	"                        [--api ADDR] [--timeout D]\n";
+
+static const char members_help[] =
+	"\n"
+	"Lists the cluster's members as the local agent sees them, sorted by name.\n"
+	"\n"
+	"  --region R     only members of region R\n"
+	"  --status S     only members with status S (alive, suspect, failed, left)\n"
+	"  --json         the API's JSON array (name, addr, region, status,\n"
+	"                 incarnation, since, rtt_us, tags)\n"
+	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
+	"  --timeout D    how long to wait for the agent (default 10s)\n";
+
+static bool tag_is_system(const char *k)
+{
+	static const char *const sys[] = { "region", "primary_region", "version", "proto_min",
+					   "proto_max" };
+
+	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
+		if (strcmp(k, sys[i]) == 0)
+			return true;
+	return false;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* The user tags of @tags as "k=v,k=v", keys sorted, into a malloc'd
+ * string ("" when none). */
+static char *user_tags(json_t *tags)
+{
+	const char *keys[256];
+	size_t n = 0, len = 1;
+	const char *k;
+	json_t *v;
+	char *out;
+
+	json_object_foreach(tags, k, v) {
+		if (!tag_is_system(k) && n < sizeof(keys) / sizeof(keys[0]))
+			keys[n++] = k;
+	}
+	qsort(keys, n, sizeof(keys[0]), cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		const char *s = json_string_value(json_object_get(tags, keys[i]));
+
+		len += strlen(keys[i]) + 2 + (s ? strlen(s) : 0);
+	}
+	out = malloc(len);
+	if (!out)
+		return NULL;
+	out[0] = '\0';
+	for (size_t i = 0; i < n; i++) {
+		const char *s = json_string_value(json_object_get(tags, keys[i]));
+
+		if (i)
+			strcat(out, ",");
+		strcat(out, keys[i]);
+		strcat(out, "=");
+		if (s)
+			strcat(out, s);
+	}
+	return out;
+}
+
+enum { COL_NAME, COL_ADDR, COL_REGION, COL_STATUS, COL_INC, COL_TAGS, NCOLS };
+
+static int members_table(json_t *arr)
+{
+	static const char *const heads[NCOLS] = { "NAME", "ADDRESS", "REGION",
+						  "STATUS", "INC", "TAGS" };
+	size_t n = json_array_size(arr);
+	size_t width[NCOLS];
+	char *(*cells)[NCOLS];
+	bool any_tags = false;
+	int rc = EXIT_OK_;
+
+	cells = calloc(n ? n : 1, sizeof(*cells));
+	if (!cells) {
+		fprintf(stderr, "meridian: out of memory\n");
+		return EXIT_REMOTE_ERROR;
+	}
+	for (int c = 0; c < NCOLS; c++)
+		width[c] = strlen(heads[c]);
+	for (size_t i = 0; i < n; i++) {
+		json_t *m = json_array_get(arr, i);
+		json_t *inc = json_object_get(m, "incarnation");
+		const char *src[COL_INC] = { jstr(m, "name"), jstr(m, "addr"), jstr(m, "region"),
+					     jstr(m, "status") };
+		char buf[256];
+		char *tags;
+
+		for (int c = 0; c < COL_INC; c++) {
+			sanitize(src[c], buf, sizeof(buf));
+			cells[i][c] = strdup(buf);
+		}
+		if (json_is_integer(inc))
+			snprintf(buf, sizeof(buf), "%lld", (long long)json_integer_value(inc));
+		else
+			snprintf(buf, sizeof(buf), "-");
+		cells[i][COL_INC] = strdup(buf);
+		tags = user_tags(json_object_get(m, "tags"));
+		if (tags) {
+			char *clean = malloc(strlen(tags) + 1);
+
+			if (clean)
+				sanitize(tags, clean, strlen(tags) + 1);
+			free(tags);
+			cells[i][COL_TAGS] = clean;
+		}
+		for (int c = 0; c < NCOLS; c++) {
+			if (!cells[i][c]) {
+				fprintf(stderr, "meridian: out of memory\n");
+				rc = EXIT_REMOTE_ERROR;
+				goto out;
+			}
+			if (text_width(cells[i][c]) > width[c])
+				width[c] = text_width(cells[i][c]);
+		}
+		if (cells[i][COL_TAGS][0])
+			any_tags = true;
+	}
+	print_row((char *const *)heads, width, any_tags ? NCOLS : COL_TAGS);
+	for (size_t i = 0; i < n; i++)
+		print_row(cells[i], width, any_tags ? NCOLS : COL_TAGS);
+out:
+	for (size_t i = 0; i < n; i++)
+		for (int c = 0; c < NCOLS; c++)
+			free(cells[i][c]);
+	free(cells);
+	return rc;
+}
+
+int cmd_members(int argc, char **argv)
+{
+	const char *api = NULL, *region = NULL, *status = NULL, *timeout = NULL;
+	bool json = false, help = false;
+	const struct flag flags[] = {
+		{ "api", FLAG_STR, &api },	   { "json", FLAG_BOOL, &json },
+		{ "region", FLAG_STR, &region },   { "status", FLAG_STR, &status },
+		{ "timeout", FLAG_STR, &timeout },
+	};
+	char path[1024] = "/v1/members";
+	const char *sep = "?";
+	json_t *arr;
+	int rc, tmo;
+
+	rc = flags_parse("members", members_usage, argc, argv, flags, 5, &help);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s%s", members_usage, members_help);
+		return EXIT_OK_;
+	}
+	if (status && strcmp(status, "alive") && strcmp(status, "suspect") &&
+	    strcmp(status, "failed") && strcmp(status, "left")) {
+		fprintf(stderr,
+			"meridian members: --status must be one of alive, suspect, failed, left "
+			"(got \"%s\")\n%s",
+			status, members_usage);
+		return EXIT_USAGE;
+	}
+	if (region && !*region) {
+		fprintf(stderr, "meridian members: --region needs a region name\n%s",
+			members_usage);
+		return EXIT_USAGE;
+	}
+	rc = timeout_get("members", members_usage, timeout, CALL_TIMEOUT_MS_DEFAULT, &tmo);
+	if (rc)
+		return rc;
+	if (region) {
+		strcat(path, "?region=");
+		if (url_encode(region, path, sizeof(path)) < 0) {
+			fprintf(stderr, "meridian members: --region is too long\n");
+			return EXIT_USAGE;
+		}
+		sep = "&";
+	}
+	if (status) {
+		strcat(path, sep);
+		strcat(path, "status=");
+		strcat(path, status);
+	}
+	api = api_addr(api);
+	rc = api_call(api, "GET", path, tmo, &arr);
+	if (rc)
+		return rc;
+	if (!json_is_array(arr)) {
+		fprintf(stderr, "meridian: the agent at %s sent %s where a member list was "
+			"expected\n", api, json_is_object(arr) ? "an object" : "a non-array");
+		json_decref(arr);
+		return EXIT_REMOTE_ERROR;
+	}
+	rc = json ? print_json(arr) : members_table(arr);
+	json_decref(arr);
+	return output_done(rc);
+}
+
+/* ---- meridian info ---- */
+
+static const char info_usage[] = "usage: meridian info [--json] [--api ADDR] [--timeout D]\n";
+
+static const char info_help[] =
+	"\n"
+	"Shows this node as its agent sees itself: name, address, region, primary\n"
+	"region, whether it is in the primary region, status, incarnation, version,\n"
+	"protocol range, timing profile, member counts and the leader.\n"
+	"\n"
+	"  --json         the API's JSON object (GET /v1/self)\n"
+	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
+	"  --timeout D    how long to wait for the agent (default 10s)\n";
+
+static void info_line(const char *key, const char *value)
+{
+	char k[32], v[512];
+
+	snprintf(k, sizeof(k), "%s:", key);
+	sanitize(value, v, sizeof(v));
+	printf("%-16s%s\n", k, v);
+}
+
+static const char *int_text(json_t *v, char *buf, size_t len)
+{
+	if (json_is_integer(v))
+		snprintf(buf, len, "%lld", (long long)json_integer_value(v));
+	else
+		snprintf(buf, len, "-");
+	return buf;
+}
+
+static void info_text(json_t *self)
+{
+	json_t *proto = json_object_get(self, "protocol");
+	json_t *mem = json_object_get(self, "members");
+	json_t *leader = json_object_get(self, "leader");
+	json_t *prim = json_object_get(self, "is_primary");
+	char buf[512], a[32], b[32], c[32], d[32];
+
+	info_line("name", jstr(self, "name"));
+	info_line("addr", jstr(self, "addr"));
+	info_line("region", jstr(self, "region"));
+	info_line("primary_region", jstr(self, "primary_region"));
+	info_line("is_primary", json_is_boolean(prim) ? (json_is_true(prim) ? "true" : "false")
+						      : "-");
+	info_line("status", jstr(self, "status"));
+	info_line("incarnation", int_text(json_object_get(self, "incarnation"), a, sizeof(a)));
+	info_line("version", jstr(self, "version"));
+	snprintf(buf, sizeof(buf), "%s..%s", int_text(json_object_get(proto, "min"), a, sizeof(a)),
+		 int_text(json_object_get(proto, "max"), b, sizeof(b)));
+	info_line("protocol", buf);
+	info_line("profile", jstr(self, "profile"));
+	snprintf(buf, sizeof(buf), "%s alive, %s suspect, %s failed, %s left",
+		 int_text(json_object_get(mem, "alive"), a, sizeof(a)),
+		 int_text(json_object_get(mem, "suspect"), b, sizeof(b)),
+		 int_text(json_object_get(mem, "failed"), c, sizeof(c)),
+		 int_text(json_object_get(mem, "left"), d, sizeof(d)));
+	info_line("members", buf);
+	/* The leader arrives with the election part: a name, or an object
+	 * naming it; null until then. */
+	if (json_is_string(leader)) {
+		info_line("leader", json_string_value(leader));
+	} else if (json_is_object(leader)) {
+		json_t *term = json_object_get(leader, "term");
+
+		if (json_is_integer(term))
+			snprintf(buf, sizeof(buf), "%s (region %s, term %lld)",
+				 jstr(leader, "name"), jstr(leader, "region"),
+				 (long long)json_integer_value(term));
+		else
+			snprintf(buf, sizeof(buf), "%s", jstr(leader, "name"));
+		info_line("leader", buf);
+	} else {
+		info_line("leader", "none");
+	}
+}
+
+int cmd_info(int argc, char **argv)
+{
+	const char *api = NULL, *timeout = NULL;
+	bool json = false, help = false;
+	const struct flag flags[] = {
+		{ "api", FLAG_STR, &api },
+		{ "json", FLAG_BOOL, &json },
+		{ "timeout", FLAG_STR, &timeout },
+	};
+	json_t *self;
+	int rc, tmo;
+
+	rc = flags_parse("info", info_usage, argc, argv, flags, 3, &help);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s%s", info_usage, info_help);
+		return EXIT_OK_;
+	}
+	rc = timeout_get("info", info_usage, timeout, CALL_TIMEOUT_MS_DEFAULT, &tmo);
+	if (rc)
+		return rc;
+	api = api_addr(api);
+	rc = api_call(api, "GET", "/v1/self", tmo, &self);
+	if (rc)
+		return rc;
+	if (!json_is_object(self)) {
+		fprintf(stderr, "meridian: the agent at %s sent no object for /v1/self\n", api);
+		json_decref(self);
+		return EXIT_REMOTE_ERROR;
+	}
+	if (json)
+		rc = print_json(self);
+	else
+		info_text(self);
+	json_decref(self);
+	return output_done(rc);
+}
+
+/* ---- meridian leave ---- */
+
+static const char leave_usage[] = "usage: meridian leave [--api ADDR] [--timeout D]\n";
+
+static const char leave_help[] =
+	"\n"
+	"Asks the local agent to leave the cluster gracefully and waits until it has\n"
+	"exited; prints \"left\".  Exits 4 if the agent still answers at the deadline.\n"
+	"\n"
+	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
+	"  --timeout D    how long to wait for the agent to exit (default 15s)\n";
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000 };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int cmd_leave(int argc, char **argv)
+{
+	const char *api = NULL, *timeout = NULL;
+	bool help = false;
+	const struct flag flags[] = {
+		{ "api", FLAG_STR, &api },
+		{ "timeout", FLAG_STR, &timeout },
+	};
+	struct http_reply r;
+	int64_t deadline;
+	int rc, tmo;
+
+	rc = flags_parse("leave", leave_usage, argc, argv, flags, 2, &help);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s%s", leave_usage, leave_help);
+		return EXIT_OK_;
+	}
+	rc = timeout_get("leave", leave_usage, timeout, LEAVE_TIMEOUT_MS_DEFAULT, &tmo);
+	if (rc)
+		return rc;
+	api = api_addr(api);
+	deadline = now_ms() + tmo;
+
+	rc = http_call(api, "POST", "/v1/leave", NULL, 0, tmo, &r);
+	if (rc == 0 && r.status / 100 != 2) {
+		rc = report_http_error(api, &r);
+		http_reply_free(&r);
+		return rc;
+	}
+	http_reply_free(&r);
+	/* An agent that exits before its answer is sent has left too. */
+	if (rc < 0 && rc != -ECONNRESET)
+		return report_call_error(api, rc, tmo);
+
+	/* Wait until nothing answers any more: the agent has exited. */
+	for (;;) {
+		int64_t left = deadline - now_ms();
+
+		if (left <= 0)
+			break;
+		rc = http_call(api, "GET", "/healthz", NULL, 0, left < 1000 ? (int)left : 1000, &r);
+		http_reply_free(&r);
+		if (rc == -ECONNREFUSED) {
+			printf("left\n");
+			return output_done(EXIT_OK_);
+		}
+		if (rc == -EINVAL)
+			return report_call_error(api, rc, tmo);
+		left = deadline - now_ms();
+		if (left <= 0)
+			break;
+		sleep_ms(left < LEAVE_POLL_MS ? (int)left : LEAVE_POLL_MS);
+	}
+	fprintf(stderr, "meridian: the agent at %s is still running %d ms after it was asked to "
+		"leave\n", api, tmo);
+	return EXIT_TIMEOUT;
+}
+
+/* ---- meridian keygen, meridian version ---- */
+
+static const char keygen_usage[] = "usage: meridian keygen\n";
+
+int cmd_keygen(int argc, char **argv)
+{
+	char key[128];
+	bool help = false;
+	int rc;
+
+	rc = flags_parse("keygen", keygen_usage, argc, argv, NULL, 0, &help);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s\nPrints a new random cluster secret (base64 of 32 random bytes).\n"
+		       "Use it as MERIDIAN_SECRET on every node:\n\n"
+		       "  export MERIDIAN_SECRET=$(meridian keygen)\n",
+		       keygen_usage);
+		return EXIT_OK_;
+	}
+	seal_keygen(key, sizeof(key));
+	printf("%s\n", key);
+	return output_done(EXIT_OK_);
+}
+
+static const char version_usage[] = "usage: meridian version [--json]\n";
+
+int cmd_version(int argc, char **argv)
+{
+	bool json = false, help = false;
+	const struct flag flags[] = { { "json", FLAG_BOOL, &json } };
+	json_t *v;
+	int rc;
+
+	rc = flags_parse("version", version_usage, argc, argv, flags, 1, &help);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s\nPrints this build's version and the gossip protocol versions it "
+		       "speaks.\n", version_usage);
+		return EXIT_OK_;
+	}
+	if (!json) {
+		printf("meridian %s (protocol %d..%d)\n", MERIDIAN_VERSION, GOSSIP_PROTO_MIN,
+		       GOSSIP_PROTO_VERSION);
+		return output_done(EXIT_OK_);
+	}
+	v = json_pack("{s:s, s:{s:i, s:i}}", "version", MERIDIAN_VERSION, "protocol", "min",
+		      GOSSIP_PROTO_MIN, "max", GOSSIP_PROTO_VERSION);
+	if (!v) {
+		fprintf(stderr, "meridian: out of memory\n");
+		return EXIT_REMOTE_ERROR;
+	}
+	rc = print_json(v);
+	json_decref(v);
+	return output_done(rc);
+}
