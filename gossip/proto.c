@@ -1104,7 +1104,7 @@ static int decode_state(struct dec *d, const msgpack_object *o, bool *join,
 	const msgpack_object *m;
 	struct fields f;
 	uint32_t version;
-	bool j;
+	bool j = false;
 	int r;
 
 	if (o->type != MSGPACK_OBJECT_MAP)

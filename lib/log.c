@@ -20,6 +20,8 @@
  */
 #include "lib/log.h"
 
+#include "lib/clock.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -209,14 +211,7 @@ static void line_put_text(struct line *l, const char *s)
 
 static void format_now(char *out, size_t outlen)
 {
-	struct timespec ts;
-	struct tm tm;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	gmtime_r(&ts.tv_sec, &tm);
-	snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900,
-		 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-		 ts.tv_nsec / 1000000);
+	clock_format_rfc3339(clock_wall_ms(), out, outlen);
 }
 
 /* Writes the whole line; a partial write (a full pipe) is finished by a
