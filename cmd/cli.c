@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "cmd/commands.h"
+#include "cmd/flags.h"
 #include "cmd/http_client.h"
 #include "gossip/proto.h"
 #include "gossip/seal.h"
@@ -32,67 +33,26 @@
 
 /* ---- flags ---- */
 
-enum flag_kind { FLAG_BOOL, FLAG_STR };
-
-struct flag {
-	const char *name; /* without the leading "--" */
-	enum flag_kind kind;
-	void *dst;        /* bool * or const char ** */
-};
+#define NFLAGS(f) (sizeof(f) / sizeof((f)[0]))
 
 /*
- * Parses "--name value", "--name=value", "--bool" and -h/--help.  Returns
- * 0, or prints the problem and the usage line to stderr and returns
- * EXIT_USAGE.  Positional arguments are not taken by these commands.
+ * Parses the flags of @cmd with cmd/flags.h.  Returns 0 (with *@help set
+ * for -h/--help), or prints the problem and the usage line to stderr and
+ * returns EXIT_USAGE.  None of these commands takes positional arguments.
  */
-static int flags_parse(const char *cmd, const char *usage, int argc, char **argv,
-		       const struct flag *flags, size_t nflags, bool *help)
+static int cli_flags(const char *cmd, const char *usage, int argc, char **argv,
+		     const struct flag *flags, size_t nflags, bool *help)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *val = NULL;
-		const struct flag *f = NULL;
-		size_t nlen;
+	char err[256];
+	int rc = flags_parse(argc, argv, flags, nflags, err, sizeof(err));
 
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			*help = true;
-			return 0;
-		}
-		if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
-			fprintf(stderr, "meridian %s: unexpected argument \"%s\"\n%s", cmd, a,
-				usage);
-			return EXIT_USAGE;
-		}
-		a += 2;
-		nlen = strcspn(a, "=");
-		if (a[nlen] == '=')
-			val = a + nlen + 1;
-		for (size_t j = 0; j < nflags; j++)
-			if (strlen(flags[j].name) == nlen && strncmp(flags[j].name, a, nlen) == 0)
-				f = &flags[j];
-		if (!f) {
-			fprintf(stderr, "meridian %s: unknown flag \"--%.*s\"\n%s", cmd, (int)nlen,
-				a, usage);
-			return EXIT_USAGE;
-		}
-		if (f->kind == FLAG_BOOL) {
-			if (val) {
-				fprintf(stderr, "meridian %s: --%s takes no value\n%s", cmd,
-					f->name, usage);
-				return EXIT_USAGE;
-			}
-			*(bool *)f->dst = true;
-			continue;
-		}
-		if (!val) {
-			if (i + 1 >= argc) {
-				fprintf(stderr, "meridian %s: --%s needs a value\n%s", cmd, f->name,
-					usage);
-				return EXIT_USAGE;
-			}
-			val = argv[++i];
-		}
-		*(const char **)f->dst = val;
+	if (rc == FLAGS_HELP) {
+		*help = true;
+		return 0;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "meridian %s: %s\n%s", cmd, err, usage);
+		return EXIT_USAGE;
 	}
 	return 0;
 }
@@ -475,16 +435,18 @@ int cmd_members(int argc, char **argv)
 	const char *api = NULL, *region = NULL, *status = NULL, *timeout = NULL;
 	bool json = false, help = false;
 	const struct flag flags[] = {
-		{ "api", FLAG_STR, &api },	   { "json", FLAG_BOOL, &json },
-		{ "region", FLAG_STR, &region },   { "status", FLAG_STR, &status },
-		{ "timeout", FLAG_STR, &timeout },
+		{ "api", FLAG_STRING, &api },
+		{ "json", FLAG_BOOL, &json },
+		{ "region", FLAG_STRING, &region },
+		{ "status", FLAG_STRING, &status },
+		{ "timeout", FLAG_STRING, &timeout },
 	};
 	char path[1024] = "/v1/members";
 	const char *sep = "?";
 	json_t *arr;
 	int rc, tmo;
 
-	rc = flags_parse("members", members_usage, argc, argv, flags, 5, &help);
+	rc = cli_flags("members", members_usage, argc, argv, flags, NFLAGS(flags), &help);
 	if (rc)
 		return rc;
 	if (help) {
@@ -618,14 +580,14 @@ int cmd_info(int argc, char **argv)
 	const char *api = NULL, *timeout = NULL;
 	bool json = false, help = false;
 	const struct flag flags[] = {
-		{ "api", FLAG_STR, &api },
+		{ "api", FLAG_STRING, &api },
 		{ "json", FLAG_BOOL, &json },
-		{ "timeout", FLAG_STR, &timeout },
+		{ "timeout", FLAG_STRING, &timeout },
 	};
 	json_t *self;
 	int rc, tmo;
 
-	rc = flags_parse("info", info_usage, argc, argv, flags, 3, &help);
+	rc = cli_flags("info", info_usage, argc, argv, flags, NFLAGS(flags), &help);
 	if (rc)
 		return rc;
 	if (help) {
@@ -685,14 +647,14 @@ int cmd_leave(int argc, char **argv)
 	const char *api = NULL, *timeout = NULL;
 	bool help = false;
 	const struct flag flags[] = {
-		{ "api", FLAG_STR, &api },
-		{ "timeout", FLAG_STR, &timeout },
+		{ "api", FLAG_STRING, &api },
+		{ "timeout", FLAG_STRING, &timeout },
 	};
 	struct http_reply r;
 	int64_t deadline;
 	int rc, tmo;
 
-	rc = flags_parse("leave", leave_usage, argc, argv, flags, 2, &help);
+	rc = cli_flags("leave", leave_usage, argc, argv, flags, NFLAGS(flags), &help);
 	if (rc)
 		return rc;
 	if (help) {
@@ -750,7 +712,7 @@ int cmd_keygen(int argc, char **argv)
 	bool help = false;
 	int rc;
 
-	rc = flags_parse("keygen", keygen_usage, argc, argv, NULL, 0, &help);
+	rc = cli_flags("keygen", keygen_usage, argc, argv, NULL, 0, &help);
 	if (rc)
 		return rc;
 	if (help) {
@@ -774,7 +736,7 @@ int cmd_version(int argc, char **argv)
 	json_t *v;
 	int rc;
 
-	rc = flags_parse("version", version_usage, argc, argv, flags, 1, &help);
+	rc = cli_flags("version", version_usage, argc, argv, flags, NFLAGS(flags), &help);
 	if (rc)
 		return rc;
 	if (help) {

@@ -1,0 +1,534 @@
+/*
+ * cmd/agent.c - `meridian agent`: the wiring of the loop, seal, transport,
+ * gossip core and local API, joining, and the graceful leave.
+ *
+ * Configuration is cmd/config.c's: flags, environment and defaults are
+ * all checked there before anything starts, and a bad value is a usage
+ * error (exit 2) naming the flag or variable it came from.  This file
+ * only turns a checked struct config into running handles.
+ *
+ * Joining.  Each round asks every seed for a push-pull join at once; the
+ * first that answers makes us joined (and ready).  When a whole round
+ * fails we wait for lib/backoff.h's delay (1 s doubling to 30 s, full
+ * jitter) and try again.  The backoff exists only between the first
+ * failure and the next success, so a seed outage an hour after start does
+ * not inherit an hour of doubling.  Our own address is never a seed (a
+ * shared seed list usually names every node, us included).
+ *
+ * Leaving.  SIGTERM, SIGINT or POST /v1/leave: mark ourselves left in the
+ * core, which tells every live member directly and keeps gossiping it;
+ * readiness turns false ("leaving") so load balancers stop sending work;
+ * when the core says the leave has spread (or --leave-timeout passes) we
+ * stop the API and transport, let libuv close every handle and exit 0.
+ * A second signal means the operator is out of patience: _exit(1) at once.
+ *
+ * Exit codes: 0 after a graceful leave; 2 for usage and configuration
+ * errors; 1 when the agent cannot start (address in use, out of memory).
+ */
+#include "cmd/agent.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "cmd/api.h"
+#include "cmd/commands.h"
+#include "cmd/config.h"
+#include "lib/addr.h"
+#include "lib/backoff.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+
+#ifndef MERIDIAN_VERSION
+#define MERIDIAN_VERSION "0.0.0"
+#endif
+
+#define LEAVE_CHECK_MS 10          /* how often we ask whether the leave spread */
+#define JOIN_BACKOFF_INITIAL_MS 1000
+#define JOIN_BACKOFF_MAX_MS 30000
+#define FRAME_MAX (1024 * 1024)
+#define INBOUND_MAX 32
+
+struct agent {
+	uv_loop_t loop;
+	struct config cfg;           /* checked; its key is wiped once in the seal */
+	struct seal *seal;
+	struct transport *tr;
+	struct gossip *g;
+	struct api *api;
+	char advertise[GOSSIP_ADDR_MAX + 1];
+
+	uv_signal_t sigterm, sigint;
+	uv_timer_t join_timer, leave_timer;
+	bool handles_open;
+
+	/* joining: the seeds are cfg.seeds, minus ourselves */
+	uint64_t round_ids[CONFIG_SEEDS_MAX];   /* 0 = answered */
+	size_t round_pending;
+	bool round_ok;
+	uint32_t round;
+	bool joined;
+	bool backoff_live;
+	struct backoff backoff;
+
+	/* leaving */
+	bool leaving, stopping;
+	int signals;
+	uint64_t leave_started;
+};
+
+/* ------------------------------------------------------------------ */
+/* Accessors for the API (cmd/agent.h)                                 */
+/* ------------------------------------------------------------------ */
+
+const struct gossip *agent_gossip(const struct agent *a)
+{
+	return a->g;
+}
+
+const struct seal *agent_seal(const struct agent *a)
+{
+	return a->seal;
+}
+
+const struct transport *agent_transport(const struct agent *a)
+{
+	return a->tr;
+}
+
+const char *agent_profile(const struct agent *a)
+{
+	return a->cfg.profile;
+}
+
+uint64_t agent_wall_ms(const struct agent *a, uint64_t core_ms)
+{
+	uint64_t now = uv_now(&a->loop), wall = clock_wall_ms();
+	uint64_t ago = now > core_ms ? now - core_ms : 0;
+
+	return wall > ago ? wall - ago : 0;
+}
+
+bool agent_ready(const struct agent *a, const char **reason)
+{
+	const char *why = NULL;
+
+	if (a->leaving)
+		why = "leaving";
+	else if (!a->joined && a->cfg.nseeds > 0)
+		why = "joining";
+	if (reason)
+		*reason = why;
+	return why == NULL;
+}
+
+bool agent_leaving(const struct agent *a)
+{
+	return a->leaving;
+}
+
+/* ------------------------------------------------------------------ */
+/* Joining                                                             */
+/* ------------------------------------------------------------------ */
+
+static void join_round(struct agent *a);
+
+static void join_timer_fired(uv_timer_t *h)
+{
+	struct agent *a = h->data;
+
+	if (!a->leaving && !a->joined)
+		join_round(a);
+}
+
+/* Every seed of this round failed: wait for the backoff, then retry. */
+static void join_round_failed(struct agent *a)
+{
+	uint32_t delay;
+
+	if (a->round_ok || a->joined || a->leaving || a->stopping)
+		return;
+	if (!a->backoff_live) {
+		backoff_init(&a->backoff, JOIN_BACKOFF_INITIAL_MS, JOIN_BACKOFF_MAX_MS);
+		a->backoff_live = true;
+	}
+	delay = backoff_next(&a->backoff, randombytes_random());
+	LOG(LOG_WARNING, "agent", "could not join through any of %zu seed(s) (try %u); "
+	    "next try in %u ms", a->cfg.nseeds, a->round, delay);
+	uv_timer_start(&a->join_timer, join_timer_fired, delay, 0);
+}
+
+static void join_round(struct agent *a)
+{
+	uint64_t now = uv_now(&a->loop);
+	size_t refused = 0;
+
+	a->round++;
+	a->round_ok = false;
+	a->round_pending = a->cfg.nseeds;
+	LOG(LOG_INFO, "agent", "joining through %zu seed(s), try %u", a->cfg.nseeds, a->round);
+	for (size_t i = 0; i < a->cfg.nseeds; i++) {
+		a->round_ids[i] = gossip_join(a->g, a->cfg.seeds[i], now);
+		if (a->round_ids[i] == 0)
+			refused++;   /* the core will not report on it */
+	}
+	transport_kick(a->tr);
+	a->round_pending -= refused;
+	if (a->round_pending == 0)
+		join_round_failed(a);
+}
+
+static void join_outcome(struct agent *a, const struct gossip_event *ev)
+{
+	size_t i;
+
+	for (i = 0; i < a->cfg.nseeds; i++)
+		if (a->round_ids[i] == ev->stream_id && a->round_ids[i] != 0)
+			break;
+	if (i == a->cfg.nseeds)
+		return;   /* from an older round, already decided */
+	a->round_ids[i] = 0;
+	a->round_pending--;
+	if (ev->ok) {
+		a->round_ok = true;
+		if (!a->joined) {
+			a->joined = true;
+			a->backoff_live = false;
+			LOG(LOG_NOTICE, "agent", "joined the cluster through %s: %zu live members",
+			    a->cfg.seeds[i], gossip_live_count(a->g));
+		}
+		return;
+	}
+	LOG(LOG_INFO, "agent", "join through %s failed", a->cfg.seeds[i]);
+	if (a->round_pending == 0)
+		join_round_failed(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* Membership events                                                   */
+/* ------------------------------------------------------------------ */
+
+static void on_gossip_event(void *ctx, const struct gossip_event *ev)
+{
+	struct agent *a = ctx;
+	const struct gossip_member *m = ev->member;
+	const char *name = m ? gossip_member_name(m) : "";
+	const char *addr = m ? gossip_member_addr(m) : "";
+	const char *region = m ? gossip_tags_get(gossip_member_tags(m), "region") : NULL;
+
+	if (region == NULL)
+		region = "?";
+	switch (ev->type) {
+	case GOSSIP_EV_JOIN:
+		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) joined", name, region, addr);
+		break;
+	case GOSSIP_EV_UPDATE:
+		LOG(LOG_INFO, "gossip", "member %s (%s, %s) updated its address or tags", name,
+		    region, addr);
+		break;
+	case GOSSIP_EV_SUSPECT:
+		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) suspect", name, region, addr);
+		break;
+	case GOSSIP_EV_ALIVE:
+		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) alive", name, region, addr);
+		break;
+	case GOSSIP_EV_FAILED:
+		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) failed", name, region, addr);
+		break;
+	case GOSSIP_EV_LEFT:
+		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) left", name, region, addr);
+		break;
+	case GOSSIP_EV_REAP:
+		LOG(LOG_INFO, "gossip", "member %s (%s, %s) forgotten", name, region, addr);
+		break;
+	case GOSSIP_EV_USER:
+		LOG(LOG_DEBUG, "gossip", "user data %s v%llu from %s",
+		    ev->user_key ? ev->user_key : "", (unsigned long long)ev->user_version, name);
+		break;
+	case GOSSIP_EV_SYNC:
+		if (ev->join)
+			join_outcome(a, ev);
+		else
+			LOG(LOG_DEBUG, "gossip", "push-pull %llu %s",
+			    (unsigned long long)ev->stream_id, ev->ok ? "done" : "failed");
+		break;
+	case GOSSIP_EV_CONFLICT:
+		LOG(LOG_ERROR, "gossip",
+		    "another process claims our name %s from %s with a newer identity: "
+		    "node names must be unique", name, addr);
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Leaving and stopping                                                */
+/* ------------------------------------------------------------------ */
+
+static void agent_close_handle(uv_handle_t *h)
+{
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Stops everything; uv_run() returns once libuv has closed it all. */
+static void agent_stop(struct agent *a)
+{
+	if (a->stopping)
+		return;
+	a->stopping = true;
+	api_stop(a->api);
+	a->api = NULL;
+	transport_close(a->tr);
+	if (a->handles_open) {
+		agent_close_handle((uv_handle_t *)&a->sigterm);
+		agent_close_handle((uv_handle_t *)&a->sigint);
+		agent_close_handle((uv_handle_t *)&a->join_timer);
+		agent_close_handle((uv_handle_t *)&a->leave_timer);
+	}
+}
+
+static void leave_check(uv_timer_t *h)
+{
+	struct agent *a = h->data;
+	uint64_t now = uv_now(&a->loop);
+
+	if (gossip_leave_done(a->g, now)) {
+		LOG(LOG_NOTICE, "agent", "leave announced (%llu ms); stopping",
+		    (unsigned long long)(now - a->leave_started));
+		agent_stop(a);
+	} else if (now - a->leave_started >= a->cfg.leave_timeout_ms) {
+		LOG(LOG_WARNING, "agent", "leave timeout (%llu ms) reached; stopping anyway",
+		    (unsigned long long)a->cfg.leave_timeout_ms);
+		agent_stop(a);
+	}
+}
+
+void agent_leave_start(struct agent *a, const char *why)
+{
+	uint64_t now = uv_now(&a->loop);
+
+	if (a->leaving || a->stopping)
+		return;
+	a->leaving = true;
+	a->leave_started = now;
+	size_t live = gossip_live_count(a->g);
+
+	LOG(LOG_NOTICE, "agent", "leaving the cluster (%s): telling %zu live member(s)", why,
+	    live > 0 ? live - 1 : 0);
+	uv_timer_stop(&a->join_timer);
+	gossip_leave(a->g, now);
+	transport_kick(a->tr);
+	uv_timer_start(&a->leave_timer, leave_check, LEAVE_CHECK_MS, LEAVE_CHECK_MS);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct agent *a = h->data;
+	const char *name = signum == SIGTERM ? "SIGTERM" : signum == SIGINT ? "SIGINT" : "signal";
+
+	if (++a->signals > 1) {
+		LOG(LOG_WARNING, "agent", "second signal (%s): exiting now", name);
+		_exit(1);
+	}
+	agent_leave_start(a, name);
+}
+
+/* ------------------------------------------------------------------ */
+/* Start-up                                                            */
+/* ------------------------------------------------------------------ */
+
+/* The first non-loopback IPv4 address, else 127.0.0.1, into @out. */
+static void first_ipv4(char *out, size_t outlen)
+{
+	uv_interface_address_t *ifs;
+	int n;
+
+	snprintf(out, outlen, "127.0.0.1");
+	if (uv_interface_addresses(&ifs, &n) != 0)
+		return;
+	for (int i = 0; i < n; i++) {
+		if (ifs[i].is_internal || ifs[i].address.address4.sin_family != AF_INET)
+			continue;
+		uv_ip4_name(&ifs[i].address.address4, out, outlen);
+		break;
+	}
+	uv_free_interface_addresses(ifs, n);
+}
+
+static void sockaddr_set_port(struct sockaddr_storage *ss, int port)
+{
+	if (ss->ss_family == AF_INET6)
+		((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+	else
+		((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+}
+
+static void agent_run_loop_to_end(struct agent *a)
+{
+	int rc;
+
+	uv_run(&a->loop, UV_RUN_DEFAULT);
+	if (a->g)
+		gossip_delete(a->g);
+	a->g = NULL;
+	rc = uv_loop_close(&a->loop);
+	if (rc != 0)
+		LOG(LOG_ERROR, "agent", "event loop still holds handles at exit: %s",
+		    uv_strerror(rc));
+}
+
+/* Prints why the configuration was refused; returns the exit code. */
+static int config_failed(const struct config *c, int rc)
+{
+	fprintf(stderr, "meridian agent: %s\n%s", c->error,
+		c->error_hint ? "(see `meridian agent --help`)\n" : "");
+	return config_exit_code(rc);
+}
+
+int cmd_agent(int argc, char **argv)
+{
+	struct transport_config tcfg = { 0 };
+	struct gossip_config *cfg;
+	struct gossip_env env;
+	struct sockaddr_storage adv_ss;
+	struct agent *a;
+	int rc;
+
+	a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		fprintf(stderr, "meridian agent: out of memory\n");
+		return 1;
+	}
+	rc = config_parse(&a->cfg, argc, argv, NULL);
+	if (rc == CONFIG_HELP) {
+		fputs(config_usage(), stdout);
+		free(a);
+		return EXIT_OK_;
+	}
+	if (rc) {
+		rc = config_failed(&a->cfg, rc);
+		free(a);
+		return rc;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	log_set_level(a->cfg.log_level);
+	log_set_format(a->cfg.log_format);
+
+	/* Who we are in this run: a restart must present a newer identity. */
+	cfg = &a->cfg.gossip;
+	cfg->id = clock_wall_ms() << 16 | (randombytes_random() & 0xffff);
+	randombytes_buf(&cfg->seed, sizeof(cfg->seed));
+
+	/* Now the world: loop, seal, transport, core, API, signals. */
+	uv_loop_init(&a->loop);
+	a->seal = seal_new(SEAL_WINDOW_MS_DEFAULT, SEAL_REPLAY_CACHE_DEFAULT);
+	if (a->seal == NULL || seal_key_add(a->seal, a->cfg.key) != 0) {
+		config_wipe(&a->cfg);
+		LOG(LOG_ERROR, "agent", "cannot set up sealing (out of memory?)");
+		seal_delete(a->seal);
+		uv_loop_close(&a->loop);
+		free(a);
+		return 1;
+	}
+	config_wipe(&a->cfg);
+
+	tcfg.bind = a->cfg.bind;
+	tcfg.name = a->cfg.node;
+	tcfg.seal = a->seal;
+	tcfg.frame_max = FRAME_MAX;
+	tcfg.stream_timeout_ms = a->cfg.stream_timeout_ms;
+	tcfg.max_inbound = INBOUND_MAX;
+	rc = transport_new(&a->loop, &tcfg, &a->tr);
+	if (rc < 0) {
+		LOG(LOG_ERROR, "agent", "cannot listen for gossip on %s: %s", a->cfg.bind,
+		    uv_strerror(rc));
+		agent_run_loop_to_end(a);
+		seal_delete(a->seal);
+		free(a);
+		return 1;
+	}
+
+	/* The advertised address: given, else the bound one (with the real
+	 * port), else for an unspecified bind an interface address. */
+	if (a->cfg.advertise) {
+		adv_ss = a->cfg.advertise_ss;
+	} else {
+		char host[64];
+
+		adv_ss = a->cfg.bind_ss;
+		if (addr_is_unspecified((struct sockaddr *)&adv_ss)) {
+			first_ipv4(host, sizeof(host));
+			addr_parse(strcat(host, ":1"), &adv_ss, NULL, 0);
+		}
+		sockaddr_set_port(&adv_ss, transport_port(a->tr));
+	}
+	addr_format((struct sockaddr *)&adv_ss, a->advertise, sizeof(a->advertise));
+	snprintf(cfg->addr, sizeof(cfg->addr), "%s", a->advertise);
+
+	/* Never join through ourselves: shared seed lists name every node. */
+	for (size_t i = 0; i < a->cfg.nseeds;) {
+		if (strcmp(a->cfg.seeds[i], a->advertise) == 0) {
+			LOG(LOG_INFO, "agent", "skipping seed %s: that is us", a->cfg.seeds[i]);
+			memmove(a->cfg.seeds[i], a->cfg.seeds[i + 1],
+				(a->cfg.nseeds - i - 1) * sizeof(a->cfg.seeds[0]));
+			a->cfg.nseeds--;
+		} else {
+			i++;
+		}
+	}
+
+	env = transport_env(a->tr, on_gossip_event, a);
+	a->g = gossip_new(cfg, &env, uv_now(&a->loop));
+	if (a->g == NULL) {
+		LOG(LOG_ERROR, "agent", "cannot create the gossip core (bad config or no memory)");
+		transport_close(a->tr);
+		agent_run_loop_to_end(a);
+		seal_delete(a->seal);
+		free(a);
+		return 1;
+	}
+	transport_attach(a->tr, a->g);
+
+	rc = api_start(&a->loop, a->cfg.api, a, &a->api);
+	if (rc < 0) {
+		LOG(LOG_ERROR, "agent", "cannot serve the API on %s: %s", a->cfg.api,
+		    uv_strerror(rc));
+		transport_close(a->tr);
+		agent_run_loop_to_end(a);
+		seal_delete(a->seal);
+		free(a);
+		return 1;
+	}
+
+	uv_signal_init(&a->loop, &a->sigterm);
+	uv_signal_init(&a->loop, &a->sigint);
+	uv_timer_init(&a->loop, &a->join_timer);
+	uv_timer_init(&a->loop, &a->leave_timer);
+	a->sigterm.data = a->sigint.data = a;
+	a->join_timer.data = a->leave_timer.data = a;
+	a->handles_open = true;
+	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
+	uv_signal_start(&a->sigint, on_signal, SIGINT);
+
+	if (a->cfg.dev)
+		LOG(LOG_NOTICE, "agent", "dev mode: one node on loopback with a throw-away "
+		    "secret (nothing else can join it); not for production");
+	LOG(LOG_NOTICE, "agent",
+	    "agent %s (region %s, primary %s) gossiping on %s, port %d (advertised %s), "
+	    "API on %s, profile %s, version %s", a->cfg.node, a->cfg.region, a->cfg.primary,
+	    a->cfg.bind, transport_port(a->tr), a->advertise, a->cfg.api, a->cfg.profile,
+	    MERIDIAN_VERSION);
+	if (a->cfg.nseeds > 0)
+		join_round(a);
+
+	agent_run_loop_to_end(a);
+	seal_delete(a->seal);
+	free(a);
+	LOG(LOG_NOTICE, "agent", "stopped");
+	return EXIT_OK_;
+}

@@ -1,0 +1,54 @@
+/*
+ * cmd/agent.h - what the running agent shows to the local API.
+ *
+ * The agent (cmd/agent.c) wires the loop, the seal, the transport, the
+ * gossip core and the API together; cmd_agent() itself is declared in
+ * cmd/commands.h.  The API (cmd/api.c) sees the agent only through the
+ * accessors below, so it never depends on how the agent is put together.
+ * Every pointer returned is owned by the agent and valid until the agent
+ * stops the API; none of these functions can fail.
+ */
+#ifndef MERIDIAN_CMD_AGENT_H
+#define MERIDIAN_CMD_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "gossip/gossip.h"
+#include "gossip/seal.h"
+#include "gossip/transport.h"
+
+struct agent;
+
+/* The membership core, read-only (calls into it must not modify it). */
+const struct gossip *agent_gossip(const struct agent *a);
+
+/* The sealer (for seal_count()) and the transport (for its stats). */
+const struct seal *agent_seal(const struct agent *a);
+const struct transport *agent_transport(const struct agent *a);
+
+/* The timing profile's name: "lan", "wan" or "local". */
+const char *agent_profile(const struct agent *a);
+
+/*
+ * Wall-clock milliseconds (Unix epoch) of the core time @core_ms, which is
+ * a time the core handed out (gossip_member_since()).
+ */
+uint64_t agent_wall_ms(const struct agent *a, uint64_t core_ms);
+
+/*
+ * True once joined (or with no seeds to join) and not leaving.  When not
+ * ready, *@reason (if not NULL) gets "joining" or "leaving".
+ */
+bool agent_ready(const struct agent *a, const char **reason);
+/* True from the moment a graceful leave started. */
+bool agent_leaving(const struct agent *a);
+
+/*
+ * Starts a graceful leave, as SIGTERM does: announce, wait until the
+ * leave has spread (bounded by --leave-timeout), stop, exit 0.  @why goes
+ * to the log ("POST /v1/leave").  Idempotent.
+ */
+void agent_leave_start(struct agent *a, const char *why);
+
+#endif

@@ -1,0 +1,677 @@
+/*
+ * cmd/config.c - the agent's configuration (see config.h): flags, then
+ * environment, then defaults, every value checked before it is used.
+ *
+ * The checks run in a fixed order (the flags' syntax and numbers, log
+ * settings, identity, addresses, profile, seeds, tags, secret, and last
+ * the timing as a whole), and the first failure is the one reported: one
+ * clear message is worth more than a list the operator has to untangle.
+ * The secret comes after every other input so that a typo in a flag is
+ * reported before the agent touches the secret file.
+ *
+ * Each message names where the bad value came from (the flag, or the
+ * variable) because in a deploy the environment is often set far from
+ * where the agent is started, and "invalid region" alone sends people to
+ * the wrong file.
+ */
+#include "cmd/config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cmd/flags.h"
+#include "lib/addr.h"
+
+#ifndef MERIDIAN_VERSION
+#define MERIDIAN_VERSION "0.0.0"
+#endif
+
+static const char usage_text[] =
+"Usage: meridian agent [flags]\n"
+"\n"
+"Runs the Meridian agent in the foreground: joins the cluster, keeps the\n"
+"membership view and serves the local API.  SIGTERM or SIGINT leaves the\n"
+"cluster gracefully and exits 0; a second signal exits at once.\n"
+"\n"
+"Flags (each wins over the environment variable shown; \"--flag value\" or\n"
+"\"--flag=value\"):\n"
+"  --node NAME              node name, unique in the cluster, [A-Za-z0-9._-]{1,64}\n"
+"                           (MERIDIAN_NODE; default: the host name)\n"
+"  --bind HOST:PORT         gossip address, UDP and TCP (MERIDIAN_BIND; 0.0.0.0:7600)\n"
+"  --advertise HOST:PORT    address peers should use (MERIDIAN_ADVERTISE; default:\n"
+"                           the bound one, or the first non-loopback IPv4 address\n"
+"                           when bound to 0.0.0.0 or [::])\n"
+"  --api HOST:PORT          local HTTP API (MERIDIAN_API; 127.0.0.1:7601)\n"
+"  --join HOST:PORT[,...]   seeds to join through; repeatable (MERIDIAN_JOIN)\n"
+"  --region R               this node's region, [a-z0-9-]{1,32}\n"
+"                           (MY_REGION, else FLY_REGION; default: local)\n"
+"  --primary-region R       region of the writable primary (PRIMARY_REGION; local)\n"
+"  --secret-file PATH       file holding the cluster secret (MERIDIAN_SECRET_FILE;\n"
+"                           else the secret itself in MERIDIAN_SECRET).  Make one\n"
+"                           with `meridian keygen`.  Required, except with --dev.\n"
+"  --profile P              timing profile: lan (default), wan or local\n"
+"  --probe-interval D       time between failure probes\n"
+"  --probe-timeout D        wait for a direct ack before probing indirectly\n"
+"                           (shorter than the probe interval)\n"
+"  --suspicion-mult N       suspicion timeout multiplier (1 to 100)\n"
+"  --gossip-interval D      time between gossip rounds\n"
+"  --gossip-nodes N         members gossiped to per round (1 to 64)\n"
+"  --pushpull-interval D    time between full state exchanges\n"
+"  --reconnect-interval D   time between retries of a failed member\n"
+"  --reconnect-timeout D    forget failed members after this long (24h)\n"
+"  --tag KEY=VALUE          extra node tag; repeatable (keys [a-z0-9_.-]{1,32},\n"
+"                           values up to 128 printable characters; at most 16\n"
+"                           tags and 512 bytes in all, the agent's own included)\n"
+"  --leave-timeout D        longest wait for a leave to spread (5s; at most 1h)\n"
+"  --log-level L            debug, info, notice (default), warning, error\n"
+"  --log-format F           text (default) or json (JSON lines with \"severity\")\n"
+"  --dev                    single node on loopback with a throw-away secret:\n"
+"                           node dev, bind 127.0.0.1:7600, api 127.0.0.1:7601,\n"
+"                           profile local (each unless given)\n"
+"  -h, --help               this text\n"
+"\n"
+"Durations: a number and a unit, ms, s, m or h (500ms, 2s, 1.5m, 24h), at least\n"
+"1ms.  The timing flags default to the profile's values and take up to 49 days\n"
+"(--reconnect-timeout: up to ten years).\n"
+"\n"
+"Environment:\n"
+"  MERIDIAN_NODE, MERIDIAN_BIND, MERIDIAN_ADVERTISE, MERIDIAN_API, MERIDIAN_JOIN\n"
+"                           (comma-separated), MY_REGION, FLY_REGION, PRIMARY_REGION,\n"
+"                           MERIDIAN_SECRET, MERIDIAN_SECRET_FILE: as above.\n"
+"\n"
+"Tags set by the agent: region, primary_region, version (" MERIDIAN_VERSION "),\n"
+"proto_min, proto_max.  Exit status: 0 after a graceful leave, 1 when the\n"
+"agent cannot start (address in use) or a second signal cut the leave short,\n"
+"2 for usage and configuration errors.\n";
+
+const char *config_usage(void)
+{
+	return usage_text;
+}
+
+/* ------------------------------------------------------------------ */
+/* The environment                                                     */
+/* ------------------------------------------------------------------ */
+
+static const char *process_getenv(void *ctx, const char *name)
+{
+	(void)ctx;
+	return getenv(name);
+}
+
+static const struct config_env process_env = { process_getenv, NULL };
+
+const struct config_env *config_env_process(void)
+{
+	return &process_env;
+}
+
+/* The variable @name, or NULL when unset or empty. */
+static const char *env_get(const struct config_env *env, const char *name)
+{
+	const char *v = env->getenv(env->ctx, name);
+
+	return v && *v ? v : NULL;
+}
+
+/* ------------------------------------------------------------------ */
+/* Checks of single values                                             */
+/* ------------------------------------------------------------------ */
+
+bool config_node_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > GOSSIP_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
+bool config_region_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > CONFIG_REGION_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return false;
+	return true;
+}
+
+int config_duration_parse(const char *s, uint64_t *ms)
+{
+	static const struct {
+		const char *unit;
+		uint64_t ms;
+	} units[] = { { "ms", 1 }, { "s", 1000 }, { "m", 60000 }, { "h", 3600000 } };
+	uint64_t whole = 0, frac = 0, frac_div = 1, v;
+	const char *p = s;
+	size_t i;
+
+	if (*p < '0' || *p > '9')
+		return -EINVAL;
+	for (; *p >= '0' && *p <= '9'; p++) {
+		if (whole > 1000000000000ULL)
+			return -EINVAL;   /* long past ten years in any unit */
+		whole = whole * 10 + (uint64_t)(*p - '0');
+	}
+	if (*p == '.') {
+		p++;
+		if (*p < '0' || *p > '9')
+			return -EINVAL;
+		/* Digits past the ninth cannot matter to a millisecond. */
+		for (; *p >= '0' && *p <= '9'; p++) {
+			if (frac_div < 1000000000ULL) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				frac_div *= 10;
+			}
+		}
+	}
+	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++)
+		if (strcmp(p, units[i].unit) == 0)
+			break;
+	if (i == sizeof(units) / sizeof(units[0]))
+		return -EINVAL;
+	if (whole > 10ULL * 366 * 24 * 3600 * 1000 / units[i].ms)
+		return -EINVAL;
+	v = whole * units[i].ms + frac * units[i].ms / frac_div;
+	if (v < 1)
+		return -EINVAL;
+	*ms = v;
+	return 0;
+}
+
+/* A count from @lo to @hi: digits only. */
+static int count_parse(const char *s, uint32_t lo, uint32_t hi, uint32_t *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (*s < '0' || *s > '9')
+		return -EINVAL;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -EINVAL;
+	*out = (uint32_t)v;
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/* Records a usage error (with the pointer to --help); returns -EINVAL. */
+static int usage_error(struct config *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int usage_error(struct config *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(c->error, sizeof(c->error), fmt, ap);
+	va_end(ap);
+	c->error_hint = true;
+	return -EINVAL;
+}
+
+int config_exit_code(int rc)
+{
+	if (rc == 0 || rc == CONFIG_HELP)
+		return 0;
+	return rc == -EINVAL ? 2 : 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* The pieces                                                          */
+/* ------------------------------------------------------------------ */
+
+/* What the command line said, unchecked; values point into argv. */
+struct raw {
+	const char *node, *bind, *advertise, *api, *region, *primary;
+	const char *secret_file, *profile, *log_level, *log_format;
+	const char *probe_interval, *probe_timeout, *suspicion_mult, *gossip_interval;
+	const char *gossip_nodes, *pushpull_interval, *reconnect_interval, *reconnect_timeout;
+	const char *leave_timeout;
+	const char *join_v[CONFIG_SEEDS_MAX];
+	const char *tag_v[GOSSIP_TAGS_MAX];
+	struct flag_list join, tags;
+	bool dev;
+};
+
+/* Timing overrides; 0 = the profile's value. */
+struct overrides {
+	uint64_t probe_interval, probe_timeout, gossip_interval, pushpull_interval;
+	uint64_t reconnect_interval, reconnect_timeout;
+	uint32_t suspicion_mult, gossip_nodes;
+};
+
+static int raw_parse(struct config *c, struct raw *r, int argc, char **argv)
+{
+	const struct flag flags[] = {
+		{ "node", FLAG_STRING, &r->node },
+		{ "bind", FLAG_STRING, &r->bind },
+		{ "advertise", FLAG_STRING, &r->advertise },
+		{ "api", FLAG_STRING, &r->api },
+		{ "join", FLAG_LIST, &r->join },
+		{ "region", FLAG_STRING, &r->region },
+		{ "primary-region", FLAG_STRING, &r->primary },
+		{ "secret-file", FLAG_STRING, &r->secret_file },
+		{ "profile", FLAG_STRING, &r->profile },
+		{ "probe-interval", FLAG_STRING, &r->probe_interval },
+		{ "probe-timeout", FLAG_STRING, &r->probe_timeout },
+		{ "suspicion-mult", FLAG_STRING, &r->suspicion_mult },
+		{ "gossip-interval", FLAG_STRING, &r->gossip_interval },
+		{ "gossip-nodes", FLAG_STRING, &r->gossip_nodes },
+		{ "pushpull-interval", FLAG_STRING, &r->pushpull_interval },
+		{ "reconnect-interval", FLAG_STRING, &r->reconnect_interval },
+		{ "reconnect-timeout", FLAG_STRING, &r->reconnect_timeout },
+		{ "tag", FLAG_LIST, &r->tags },
+		{ "leave-timeout", FLAG_STRING, &r->leave_timeout },
+		{ "log-level", FLAG_STRING, &r->log_level },
+		{ "log-format", FLAG_STRING, &r->log_format },
+		{ "dev", FLAG_BOOL, &r->dev },
+	};
+	char err[256];
+	int rc;
+
+	r->join = (struct flag_list){ r->join_v, 0, CONFIG_SEEDS_MAX, "flags" };
+	r->tags = (struct flag_list){ r->tag_v, 0, GOSSIP_TAGS_MAX, "tags" };
+	rc = flags_parse(argc, argv, flags, sizeof(flags) / sizeof(flags[0]), err, sizeof(err));
+	if (rc < 0)
+		return usage_error(c, "%s", err);
+	return rc == FLAGS_HELP ? CONFIG_HELP : 0;
+}
+
+/* A duration flag, if given, into *@out (at most @max_ms). */
+static int duration_flag(struct config *c, const char *flag, const char *v, uint64_t max_ms,
+			 uint64_t *out)
+{
+	uint64_t ms;
+
+	if (v == NULL)
+		return 0;
+	if (config_duration_parse(v, &ms) != 0 || ms > max_ms)
+		return usage_error(c, "--%s: \"%s\" is not a valid duration (like 500ms, 2s, 24h)",
+				   flag, v);
+	*out = ms;
+	return 0;
+}
+
+/* The numbers of the command line, checked before anything else as they
+ * are pure syntax; 0 in @o means "not given: the profile's value". */
+static int numbers_parse(struct config *c, const struct raw *r, struct overrides *o)
+{
+	if (duration_flag(c, "probe-interval", r->probe_interval, UINT32_MAX,
+			  &o->probe_interval) ||
+	    duration_flag(c, "probe-timeout", r->probe_timeout, UINT32_MAX, &o->probe_timeout) ||
+	    duration_flag(c, "gossip-interval", r->gossip_interval, UINT32_MAX,
+			  &o->gossip_interval) ||
+	    duration_flag(c, "pushpull-interval", r->pushpull_interval, UINT32_MAX,
+			  &o->pushpull_interval) ||
+	    duration_flag(c, "reconnect-interval", r->reconnect_interval, UINT32_MAX,
+			  &o->reconnect_interval) ||
+	    duration_flag(c, "reconnect-timeout", r->reconnect_timeout, UINT64_MAX,
+			  &o->reconnect_timeout) ||
+	    duration_flag(c, "leave-timeout", r->leave_timeout, CONFIG_LEAVE_TIMEOUT_MS_MAX,
+			  &c->leave_timeout_ms))
+		return -EINVAL;
+	if (r->suspicion_mult && count_parse(r->suspicion_mult, 1, 100, &o->suspicion_mult) != 0)
+		return usage_error(c, "--suspicion-mult: \"%s\" is not a number from 1 to 100",
+				   r->suspicion_mult);
+	if (r->gossip_nodes && count_parse(r->gossip_nodes, 1, 64, &o->gossip_nodes) != 0)
+		return usage_error(c, "--gossip-nodes: \"%s\" is not a number from 1 to 64",
+				   r->gossip_nodes);
+	return 0;
+}
+
+/* The profile's timing, then each override; the result must make sense. */
+static int timing_apply(struct config *c, const struct overrides *o)
+{
+	struct gossip_config *g = &c->gossip;
+
+	if (o->probe_interval)
+		g->probe_interval = (uint32_t)o->probe_interval;
+	if (o->probe_timeout)
+		g->probe_timeout = (uint32_t)o->probe_timeout;
+	if (o->suspicion_mult)
+		g->suspicion_mult = o->suspicion_mult;
+	if (o->gossip_interval)
+		g->gossip_interval = (uint32_t)o->gossip_interval;
+	if (o->gossip_nodes)
+		g->gossip_nodes = o->gossip_nodes;
+	if (o->pushpull_interval)
+		g->pushpull_interval = (uint32_t)o->pushpull_interval;
+	if (o->reconnect_interval)
+		g->reconnect_interval = (uint32_t)o->reconnect_interval;
+	if (o->reconnect_timeout)
+		g->reconnect_timeout = o->reconnect_timeout;
+	if (g->probe_timeout >= g->probe_interval)
+		return usage_error(c, "--probe-timeout (%u ms) must be shorter than "
+				   "--probe-interval (%u ms)", g->probe_timeout,
+				   g->probe_interval);
+	return 0;
+}
+
+static int identity_parse(struct config *c, const struct raw *r, const struct config_env *env)
+{
+	const char *node, *region, *primary, *from;
+	char hostname[256];
+
+	node = r->node ? r->node : env_get(env, "MERIDIAN_NODE");
+	from = r->node ? "--node" : node ? "MERIDIAN_NODE" : "host name (pass --node)";
+	if (node == NULL && r->dev) {
+		node = "dev";
+	} else if (node == NULL) {
+		if (gethostname(hostname, sizeof(hostname)) != 0)
+			return usage_error(c, "cannot read the host name; pass --node");
+		hostname[sizeof(hostname) - 1] = '\0';
+		node = hostname;
+	}
+	if (!config_node_name_valid(node))
+		return usage_error(c, "%s: \"%s\" is not a valid node name "
+				   "(1 to 64 of A-Z a-z 0-9 . _ -)", from, node);
+	memcpy(c->node, node, strlen(node) + 1);   /* checked: it fits */
+
+	region = r->region ? r->region : env_get(env, "MY_REGION");
+	from = r->region ? "--region" : region ? "MY_REGION" : "FLY_REGION";
+	if (region == NULL)
+		region = env_get(env, "FLY_REGION");
+	if (region == NULL)
+		region = "local";
+	if (!config_region_valid(region))
+		return usage_error(c, "%s: \"%s\" is not a valid region "
+				   "(1 to 32 lower-case letters, digits or dashes)", from, region);
+	memcpy(c->region, region, strlen(region) + 1);
+
+	primary = r->primary ? r->primary : env_get(env, "PRIMARY_REGION");
+	from = r->primary ? "--primary-region" : "PRIMARY_REGION";
+	if (primary == NULL)
+		primary = "local";
+	if (!config_region_valid(primary))
+		return usage_error(c, "%s: \"%s\" is not a valid region "
+				   "(1 to 32 lower-case letters, digits or dashes)", from, primary);
+	memcpy(c->primary, primary, strlen(primary) + 1);
+	return 0;
+}
+
+static int addresses_parse(struct config *c, const struct raw *r, const struct config_env *env)
+{
+	struct sockaddr_storage api_ss;
+	char err[128] = "";
+	const char *from;
+
+	c->bind = r->bind ? r->bind : env_get(env, "MERIDIAN_BIND");
+	from = r->bind ? "--bind" : "MERIDIAN_BIND";
+	if (c->bind == NULL)
+		c->bind = r->dev ? "127.0.0.1:7600" : "0.0.0.0:7600";
+	if (addr_parse(c->bind, &c->bind_ss, err, sizeof(err)) != 0)
+		return usage_error(c, "%s: \"%s\" is not a numeric host:port (%s)", from, c->bind,
+				   err);
+
+	c->api = r->api ? r->api : env_get(env, "MERIDIAN_API");
+	from = r->api ? "--api" : "MERIDIAN_API";
+	if (c->api == NULL)
+		c->api = "127.0.0.1:7601";
+	if (addr_parse(c->api, &api_ss, err, sizeof(err)) != 0)
+		return usage_error(c, "%s: \"%s\" is not a numeric host:port (%s)", from, c->api,
+				   err);
+
+	c->advertise = r->advertise ? r->advertise : env_get(env, "MERIDIAN_ADVERTISE");
+	from = r->advertise ? "--advertise" : "MERIDIAN_ADVERTISE";
+	if (c->advertise == NULL)
+		return 0;
+	if (addr_parse(c->advertise, &c->advertise_ss, err, sizeof(err)) != 0)
+		return usage_error(c, "%s: \"%s\" is not a numeric host:port (%s)", from,
+				   c->advertise, err);
+	if (addr_is_unspecified((struct sockaddr *)&c->advertise_ss))
+		return usage_error(c, "%s: \"%s\": peers cannot reach an unspecified address",
+				   from, c->advertise);
+	return 0;
+}
+
+/* Stream deadline per profile, like memberlist's TCPTimeout. */
+static uint32_t stream_timeout_for(const char *profile)
+{
+	if (strcmp(profile, "wan") == 0)
+		return 30000;
+	if (strcmp(profile, "local") == 0)
+		return 2000;
+	return 10000;
+}
+
+/* Splits "a:1, b:2" into c->seeds. */
+static int seeds_add(struct config *c, const char *list, const char *from)
+{
+	char buf[CONFIG_SEED_LIST_MAX + 1];
+	char *save = NULL, *tok;
+
+	if (strlen(list) >= sizeof(buf))
+		return usage_error(c, "%s: the seed list is too long", from);
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		struct sockaddr_storage ss;
+		char err[128] = "";
+
+		while (*tok == ' ' || *tok == '\t')
+			tok++;
+		for (size_t n = strlen(tok); n && (tok[n - 1] == ' ' || tok[n - 1] == '\t');)
+			tok[--n] = '\0';
+		if (*tok == '\0')
+			continue;
+		if (addr_parse(tok, &ss, err, sizeof(err)) != 0)
+			return usage_error(c, "%s: \"%s\" is not a numeric host:port (%s)", from,
+					   tok, err);
+		if (addr_is_unspecified((struct sockaddr *)&ss))
+			return usage_error(c, "%s: \"%s\" is not an address one can join", from,
+					   tok);
+		if (c->nseeds == CONFIG_SEEDS_MAX)
+			return usage_error(c, "%s: at most %d seeds", from, CONFIG_SEEDS_MAX);
+		addr_format((struct sockaddr *)&ss, c->seeds[c->nseeds], GOSSIP_ADDR_MAX + 1);
+		c->nseeds++;
+	}
+	return 0;
+}
+
+static int tags_build(struct config *c, const struct raw *r)
+{
+	static const char *const reserved[] = { "region", "primary_region", "version",
+						"proto_min", "proto_max" };
+	struct gossip_tags *t = &c->gossip.tags;
+	char pmin[16], pmax[16];
+
+	gossip_tags_clear(t);
+	snprintf(pmin, sizeof(pmin), "%d", GOSSIP_PROTO_MIN);
+	snprintf(pmax, sizeof(pmax), "%d", GOSSIP_PROTO_VERSION);
+	if (gossip_tags_set(t, "region", c->region) ||
+	    gossip_tags_set(t, "primary_region", c->primary) ||
+	    gossip_tags_set(t, "version", MERIDIAN_VERSION) ||
+	    gossip_tags_set(t, "proto_min", pmin) || gossip_tags_set(t, "proto_max", pmax))
+		return usage_error(c, "cannot set the built-in tags");
+	for (size_t i = 0; i < r->tags.n; i++) {
+		const char *tag = r->tags.v[i];
+		const char *eq = strchr(tag, '=');
+		size_t klen;
+		int rc;
+
+		if (eq == NULL || eq == tag)
+			return usage_error(c, "--tag: \"%s\" is not KEY=VALUE", tag);
+		klen = (size_t)(eq - tag);
+		for (size_t k = 0; k < sizeof(reserved) / sizeof(reserved[0]); k++)
+			if (klen == strlen(reserved[k]) && strncmp(tag, reserved[k], klen) == 0)
+				return usage_error(c, "--tag: \"%s\" is set by the agent itself "
+						   "(use --region / --primary-region)",
+						   reserved[k]);
+		rc = gossip_tags_setn(t, tag, klen, eq + 1, strlen(eq + 1));
+		if (rc == -ENOSPC)
+			return usage_error(c, "--tag: \"%s\" does not fit: at most %d tags and %d "
+					   "bytes in all", tag, GOSSIP_TAGS_MAX, GOSSIP_TAGS_BYTES);
+		if (rc)
+			return usage_error(c, "--tag: \"%s\": keys are 1-%d of [a-z0-9_.-], values "
+					   "up to %d printable characters", tag,
+					   GOSSIP_TAG_KEY_MAX, GOSSIP_TAG_VALUE_MAX);
+	}
+	return 0;
+}
+
+/* Reads the secret file @path into @out (NUL-terminated, trailing white
+ * space removed: editors and `meridian keygen >file` add a newline). */
+static int secret_read(struct config *c, const char *path, const char *from, char *out,
+		       size_t outlen)
+{
+	FILE *f = fopen(path, "r");
+	size_t n;
+
+	if (f == NULL)
+		return usage_error(c, "%s: cannot read %s: %s", from, path, strerror(errno));
+	n = fread(out, 1, outlen - 1, f);
+	if (ferror(f)) {
+		fclose(f);
+		return usage_error(c, "%s: cannot read %s: %s", from, path, strerror(errno));
+	}
+	if (n == outlen - 1 && fgetc(f) != EOF) {
+		fclose(f);
+		return usage_error(c, "%s: %s is larger than %d bytes: not a secret", from, path,
+				   CONFIG_SECRET_MAX);
+	}
+	fclose(f);
+	out[n] = '\0';
+	while (n > 0 && strchr(" \t\r\n", out[n - 1]))
+		out[--n] = '\0';
+	if (n == 0)
+		return usage_error(c, "%s: %s is empty", from, path);
+	return 0;
+}
+
+/* The key: --dev's throw-away one, else --secret-file, MERIDIAN_SECRET_FILE,
+ * MERIDIAN_SECRET, in that order. */
+static int secret_load(struct config *c, const struct raw *r, const struct config_env *env)
+{
+	char secret[CONFIG_SECRET_MAX + 1];
+	const char *file = r->secret_file ? r->secret_file : env_get(env, "MERIDIAN_SECRET_FILE");
+	const char *value = env_get(env, "MERIDIAN_SECRET");
+	int rc;
+
+	if (r->dev) {
+		seal_keygen(secret, sizeof(secret));
+		c->secret_from = "--dev";
+	} else if (file) {
+		c->secret_from = r->secret_file ? "--secret-file" : "MERIDIAN_SECRET_FILE";
+		rc = secret_read(c, file, c->secret_from, secret, sizeof(secret));
+		if (rc) {
+			explicit_bzero(secret, sizeof(secret));
+			return rc;
+		}
+	} else if (value) {
+		/* Same bound as the file: a longer value is refused, never cut,
+		 * so that no two different secrets can derive the same key. */
+		if (strlen(value) > CONFIG_SECRET_MAX)
+			return usage_error(c, "MERIDIAN_SECRET is longer than %d bytes: not a secret",
+					   CONFIG_SECRET_MAX);
+		snprintf(secret, sizeof(secret), "%s", value);
+		c->secret_from = "MERIDIAN_SECRET";
+	} else {
+		snprintf(c->error, sizeof(c->error),
+			 "no cluster secret. Make one with `meridian keygen` and pass it as "
+			 "MERIDIAN_SECRET (or MERIDIAN_SECRET_FILE), or try `meridian agent "
+			 "--dev`.");
+		c->error_hint = false;
+		return -EINVAL;
+	}
+	rc = seal_derive_key(secret, c->key);
+	explicit_bzero(secret, sizeof(secret));
+	if (rc == -EINVAL)
+		return usage_error(c, "%s: the secret is empty", c->secret_from);
+	if (rc) {
+		snprintf(c->error, sizeof(c->error), "libsodium failed to initialise");
+		c->error_hint = false;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* All of it                                                           */
+/* ------------------------------------------------------------------ */
+
+int config_parse(struct config *c, int argc, char **argv, const struct config_env *env)
+{
+	struct overrides o = { 0 };
+	struct raw r;
+	int rc;
+
+	memset(c, 0, sizeof(*c));
+	memset(&r, 0, sizeof(r));
+	c->leave_timeout_ms = CONFIG_LEAVE_TIMEOUT_MS_DEFAULT;
+	c->log_level = LOG_NOTICE;
+	c->log_format = LOG_FORMAT_TEXT;
+	if (env == NULL)
+		env = config_env_process();
+
+	rc = raw_parse(c, &r, argc, argv);
+	if (rc == 0)
+		rc = numbers_parse(c, &r, &o);
+	if (rc)
+		return rc;
+	c->dev = r.dev;
+
+	if (r.log_level) {
+		rc = log_level_parse(r.log_level);
+		if (rc < 0)
+			return usage_error(c, "--log-level: \"%s\" is not one of debug, info, "
+					   "notice, warning, error", r.log_level);
+		c->log_level = (enum log_level)rc;
+	}
+	if (r.log_format) {
+		rc = log_format_parse(r.log_format);
+		if (rc < 0)
+			return usage_error(c, "--log-format: \"%s\" is not text or json",
+					   r.log_format);
+		c->log_format = (enum log_format)rc;
+	}
+
+	rc = identity_parse(c, &r, env);
+	if (rc == 0)
+		rc = addresses_parse(c, &r, env);
+	if (rc)
+		return rc;
+
+	snprintf(c->profile, sizeof(c->profile), "%s",
+		 r.profile ? r.profile : r.dev ? "local" : "lan");
+	if (gossip_config_profile(&c->gossip, r.profile ? r.profile : c->profile) != 0)
+		return usage_error(c, "--profile: \"%s\" is not lan, wan or local", r.profile);
+	c->stream_timeout_ms = stream_timeout_for(c->profile);
+	snprintf(c->gossip.name, sizeof(c->gossip.name), "%s", c->node);
+
+	for (size_t i = 0; i < r.join.n && rc == 0; i++)
+		rc = seeds_add(c, r.join.v[i], "--join");
+	if (rc == 0 && r.join.n == 0 && env_get(env, "MERIDIAN_JOIN"))
+		rc = seeds_add(c, env_get(env, "MERIDIAN_JOIN"), "MERIDIAN_JOIN");
+	if (rc == 0)
+		rc = tags_build(c, &r);
+	if (rc == 0)
+		rc = secret_load(c, &r, env);
+	if (rc == 0)
+		rc = timing_apply(c, &o);
+	if (rc)
+		config_wipe(c);
+	return rc;
+}
+
+void config_wipe(struct config *c)
+{
+	explicit_bzero(c->key, sizeof(c->key));
+}
