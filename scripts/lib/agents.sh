@@ -50,18 +50,19 @@ agents_signal() {
 	kill -"$2" "${AGENT_PID[$1]}" 2>/dev/null || true
 }
 
-# agents_wait_exit NAME SECONDS: waits for the agent to exit; prints its
-# exit status; returns 1 if still running after SECONDS.
+# agents_wait_exit NAME SECONDS: waits for the agent to exit and reaps it;
+# its exit status goes to AGENT_EXIT.  Returns 1 (AGENT_EXIT=timeout) if it
+# still runs after SECONDS.  Not in $( ): only the parent shell can reap.
 agents_wait_exit() {
 	local pid=${AGENT_PID[$1]} deadline=$((SECONDS + $2))
+	AGENT_EXIT=timeout
 	while kill -0 "$pid" 2>/dev/null; do
 		[ $SECONDS -ge $deadline ] && return 1
 		sleep 0.05
 	done
-	local rc=0
-	wait "$pid" || rc=$?
+	AGENT_EXIT=0
+	wait "$pid" || AGENT_EXIT=$?
 	unset "AGENT_PID[$1]"
-	echo "$rc"
 }
 
 # agents_members NAME [filters...]: `meridian members --json` against NAME.
