@@ -213,6 +213,22 @@ static void join_outcome(struct agent *a, const struct gossip_event *ev)
 /* Membership events                                                   */
 /* ------------------------------------------------------------------ */
 
+/* How each change of a member is logged: the level, and the words after
+ * "member NAME (REGION, ADDR)".  Routine news is NOTICE; what only says
+ * the picture was refreshed (new tags, a tombstone dropped) is INFO. */
+static const struct {
+	enum log_level level;
+	const char *words;
+} member_changes[] = {
+	[GOSSIP_EV_JOIN] = { LOG_NOTICE, "joined" },
+	[GOSSIP_EV_UPDATE] = { LOG_INFO, "updated its address or tags" },
+	[GOSSIP_EV_SUSPECT] = { LOG_NOTICE, "suspect" },
+	[GOSSIP_EV_ALIVE] = { LOG_NOTICE, "alive" },
+	[GOSSIP_EV_FAILED] = { LOG_NOTICE, "failed" },
+	[GOSSIP_EV_LEFT] = { LOG_NOTICE, "left" },
+	[GOSSIP_EV_REAP] = { LOG_INFO, "forgotten" },
+};
+
 static void on_gossip_event(void *ctx, const struct gossip_event *ev)
 {
 	struct agent *a = ctx;
@@ -225,26 +241,14 @@ static void on_gossip_event(void *ctx, const struct gossip_event *ev)
 		region = "?";
 	switch (ev->type) {
 	case GOSSIP_EV_JOIN:
-		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) joined", name, region, addr);
-		break;
 	case GOSSIP_EV_UPDATE:
-		LOG(LOG_INFO, "gossip", "member %s (%s, %s) updated its address or tags", name,
-		    region, addr);
-		break;
 	case GOSSIP_EV_SUSPECT:
-		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) suspect", name, region, addr);
-		break;
 	case GOSSIP_EV_ALIVE:
-		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) alive", name, region, addr);
-		break;
 	case GOSSIP_EV_FAILED:
-		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) failed", name, region, addr);
-		break;
 	case GOSSIP_EV_LEFT:
-		LOG(LOG_NOTICE, "gossip", "member %s (%s, %s) left", name, region, addr);
-		break;
 	case GOSSIP_EV_REAP:
-		LOG(LOG_INFO, "gossip", "member %s (%s, %s) forgotten", name, region, addr);
+		LOG(member_changes[ev->type].level, "gossip", "member %s (%s, %s) %s", name, region,
+		    addr, member_changes[ev->type].words);
 		break;
 	case GOSSIP_EV_USER:
 		LOG(LOG_DEBUG, "gossip", "user data %s v%llu from %s",

@@ -31,6 +31,7 @@
 #include <jansson.h>
 
 #include "cmd/agent.h"
+#include "cmd/config.h"
 #include "cmd/http_server.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -144,19 +145,6 @@ static int member_cmp(const void *x, const void *y)
 	return strcmp(gossip_member_name(*a), gossip_member_name(*b));
 }
 
-/* Regions as the agent accepts them: [a-z0-9-]{1,32}. */
-static bool region_valid(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n == 0 || n > 32)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-			return false;
-	return true;
-}
-
 static void route_members(struct api *api, struct http_request *req,
 			  const struct http_request_view *v)
 {
@@ -177,7 +165,7 @@ static void route_members(struct api *api, struct http_request *req,
 			return;
 		}
 	}
-	if (by_region && !region_valid(region)) {
+	if (by_region && !config_region_valid(region)) {
 		respond_error(req, 400, "bad_request", NULL,
 			      "region must be 1 to 32 lower-case letters, digits or dashes");
 		return;
@@ -284,11 +272,29 @@ static void metric_head(FILE *f, const char *name, const char *type, const char 
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+/* One sample line of metric @name; @labels is the inside of the braces,
+ * or NULL for a metric without labels. */
+static void metric_sample(FILE *f, const char *name, const char *labels, unsigned long long value)
+{
+	if (labels)
+		fprintf(f, "%s{%s} %llu\n", name, labels, value);
+	else
+		fprintf(f, "%s %llu\n", name, value);
+}
+
+/* A sample with the one label @key="@value" (a value that needs no
+ * escaping: ours are all fixed identifiers). */
+static void metric_sample1(FILE *f, const char *name, const char *key, const char *value,
+			   unsigned long long v)
+{
+	fprintf(f, "%s{%s=\"%s\"} %llu\n", name, key, value, v);
+}
+
 static void metric_one(FILE *f, const char *name, const char *type, const char *help,
 		       unsigned long long value)
 {
 	metric_head(f, name, type, help);
-	fprintf(f, "%s %llu\n", name, value);
+	metric_sample(f, name, NULL, value);
 }
 
 static void route_metrics(struct api *api, struct http_request *req)
@@ -326,8 +332,7 @@ static void route_metrics(struct api *api, struct http_request *req)
 	}
 	metric_head(f, "meridian_members", "gauge", "Members by status, as this agent sees them.");
 	for (int i = 0; i < 4; i++)
-		fprintf(f, "meridian_members{status=\"%s\"} %llu\n", statuses[i],
-			(unsigned long long)counts[i]);
+		metric_sample1(f, "meridian_members", "status", statuses[i], counts[i]);
 	metric_one(f, "meridian_probes_total", "counter", "Direct probes sent.", gs.probes);
 	metric_one(f, "meridian_probe_failures_total", "counter",
 		   "Probes that ended without any ack.", gs.probe_failures);
@@ -351,26 +356,23 @@ static void route_metrics(struct api *api, struct http_request *req)
 			if (drops[i].reason == SEAL_ERR_MALFORMED)
 				v += gs.malformed;
 		}
-		fprintf(f, "meridian_packets_dropped_total{reason=\"%s\"} %llu\n", drops[i].label,
-			v);
+		metric_sample1(f, "meridian_packets_dropped_total", "reason", drops[i].label, v);
 	}
 
 	metric_head(f, "meridian_gossip_bytes_total", "counter",
 		    "Gossip bytes on the wire (sealed), by direction and protocol.");
-	fprintf(f, "meridian_gossip_bytes_total{direction=\"in\",proto=\"udp\"} %llu\n",
-		(unsigned long long)ts.udp_in_bytes);
-	fprintf(f, "meridian_gossip_bytes_total{direction=\"out\",proto=\"udp\"} %llu\n",
-		(unsigned long long)ts.udp_out_bytes);
-	fprintf(f, "meridian_gossip_bytes_total{direction=\"in\",proto=\"tcp\"} %llu\n",
-		(unsigned long long)ts.tcp_in_bytes);
-	fprintf(f, "meridian_gossip_bytes_total{direction=\"out\",proto=\"tcp\"} %llu\n",
-		(unsigned long long)ts.tcp_out_bytes);
+	metric_sample(f, "meridian_gossip_bytes_total", "direction=\"in\",proto=\"udp\"",
+		      ts.udp_in_bytes);
+	metric_sample(f, "meridian_gossip_bytes_total", "direction=\"out\",proto=\"udp\"",
+		      ts.udp_out_bytes);
+	metric_sample(f, "meridian_gossip_bytes_total", "direction=\"in\",proto=\"tcp\"",
+		      ts.tcp_in_bytes);
+	metric_sample(f, "meridian_gossip_bytes_total", "direction=\"out\",proto=\"tcp\"",
+		      ts.tcp_out_bytes);
 	metric_head(f, "meridian_gossip_packets_total", "counter",
 		    "Gossip datagrams, by direction.");
-	fprintf(f, "meridian_gossip_packets_total{direction=\"in\"} %llu\n",
-		(unsigned long long)ts.udp_in_packets);
-	fprintf(f, "meridian_gossip_packets_total{direction=\"out\"} %llu\n",
-		(unsigned long long)ts.udp_out_packets);
+	metric_sample1(f, "meridian_gossip_packets_total", "direction", "in", ts.udp_in_packets);
+	metric_sample1(f, "meridian_gossip_packets_total", "direction", "out", ts.udp_out_packets);
 
 	metric_one(f, "meridian_pushpull_total", "counter", "Push-pull exchanges completed.",
 		   gs.pushpulls);

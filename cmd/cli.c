@@ -25,6 +25,7 @@
 #include "cmd/http_client.h"
 #include "gossip/proto.h"
 #include "gossip/seal.h"
+#include "lib/clock.h"
 
 #define API_DEFAULT "127.0.0.1:7601"
 #define CALL_TIMEOUT_MS_DEFAULT 10000
@@ -626,12 +627,10 @@ static const char leave_help[] =
 	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
 	"  --timeout D    how long to wait for the agent to exit (default 15s)\n";
 
+/* Signed, for deadline arithmetic that may go below zero. */
 static int64_t now_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)clock_mono_ms();
 }
 
 static void sleep_ms(int ms)

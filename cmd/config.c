@@ -124,18 +124,7 @@ static const char *env_get(const struct config_env *env, const char *name)
 
 bool config_node_name_valid(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > GOSSIP_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return true;
+	return gossip_name_valid(s);
 }
 
 bool config_region_valid(const char *s)

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "lib/addr.h"
+#include "lib/clock.h"
 
 #ifndef MERIDIAN_VERSION
 #define MERIDIAN_VERSION "0"
@@ -55,12 +56,10 @@ struct call {
 	bool hname_done;
 };
 
+/* Signed, for deadline arithmetic that may go below zero. */
 static int64_t mono_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (int64_t)clock_mono_ms();
 }
 
 /* Grows *@buf to hold @need bytes, doubling; -ENOMEM on failure. */

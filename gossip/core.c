@@ -444,6 +444,22 @@ int gossip_status_parse(const char *name)
 	return -EINVAL;
 }
 
+bool gossip_name_valid(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > GOSSIP_NAME_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return false;
+	}
+	return true;
+}
+
 int gossip_config_profile(struct gossip_config *c, const char *profile)
 {
 	int rc = 0;
@@ -1137,6 +1153,18 @@ static void accused(struct gossip *g, uint64_t inc)
 		stale_news(g, g->self);
 }
 
+/* Suspect, dead or leave news about @name at @inc and process @id: when
+ * @name is ours, deals with it (see self_identity and accused) and
+ * returns true; otherwise returns false and leaves it to the caller. */
+static bool accusation_of_self(struct gossip *g, const char *name, uint64_t inc, uint64_t id)
+{
+	if (strcmp(name, g->self->name) != 0)
+		return false;
+	if (!self_identity(g, id))
+		accused(g, inc);
+	return true;
+}
+
 static void user_clear(struct gossip_member *m)
 {
 	free(m->user);
@@ -1219,12 +1247,8 @@ static void apply_suspect(struct gossip *g, const char *name, uint64_t inc, uint
 {
 	struct gossip_member *m;
 
-	if (strcmp(name, g->self->name) == 0) {
-		if (self_identity(g, id))
-			return;
-		accused(g, inc);
+	if (accusation_of_self(g, name, inc, id))
 		return;
-	}
 	m = find(g, name);
 	if (!m || id != m->id)
 		return;
@@ -1261,12 +1285,8 @@ static void apply_dead(struct gossip *g, const char *name, uint64_t inc, uint64_
 {
 	struct gossip_member *m;
 
-	if (strcmp(name, g->self->name) == 0) {
-		if (self_identity(g, id))
-			return;
-		accused(g, inc);
+	if (accusation_of_self(g, name, inc, id))
 		return;
-	}
 	m = find(g, name);
 	if (!m || id != m->id || !is_live(m->status))
 		return;
@@ -1283,12 +1303,8 @@ static void apply_leave(struct gossip *g, const char *name, uint64_t inc, uint64
 {
 	struct gossip_member *m;
 
-	if (strcmp(name, g->self->name) == 0) {
-		if (self_identity(g, id))
-			return;
-		accused(g, inc);
+	if (accusation_of_self(g, name, inc, id))
 		return;
-	}
 	m = find(g, name);
 	if (!m || id < m->id || m->status == GOSSIP_LEFT)
 		return;

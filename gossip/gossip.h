@@ -42,6 +42,10 @@ enum gossip_status {
 const char *gossip_status_name(enum gossip_status s);
 /* The inverse; -EINVAL for an unknown name. */
 int gossip_status_parse(const char *name);
+/* True when @s (NUL-terminated) can be a node's name: 1 to GOSSIP_NAME_MAX
+ * of A-Z a-z 0-9 . _ -.  The one rule for names we give ourselves
+ * (cmd/config.c) and names senders claim (gossip/transport.c). */
+bool gossip_name_valid(const char *s);
 
 /* Timing and sizing.  Fill with gossip_config_profile(), then override. */
 struct gossip_config {

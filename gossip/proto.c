@@ -635,19 +635,38 @@ static const msgpack_object *field(const struct fields *f, char key)
 	return f->v[key - 'a'];
 }
 
-static int get_uint(struct dec *d, const struct fields *f, char key, bool required, uint64_t max,
-		    uint64_t *out)
+/*
+ * The value of @key in @f, which must be there and of @type; otherwise
+ * NULL, the error (naming the field, and the type as @type_name, article
+ * included: "a str", "an array") recorded: the caller returns -EBADMSG.
+ */
+static const msgpack_object *get_typed(struct dec *d, const struct fields *f, char key,
+				       msgpack_object_type type, const char *type_name)
 {
 	const msgpack_object *o = field(f, key);
 
-	*out = 0;
 	if (!o) {
-		if (required)
-			return dec_fail(d, "%s.%c missing", f->what, key);
-		return 0;
+		dec_fail(d, "%s.%c missing", f->what, key);
+		return NULL;
 	}
-	if (o->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
-		return dec_fail(d, "%s.%c should be a uint", f->what, key);
+	if (o->type != type) {
+		dec_fail(d, "%s.%c should be %s", f->what, key, type_name);
+		return NULL;
+	}
+	return o;
+}
+
+static int get_uint(struct dec *d, const struct fields *f, char key, bool required, uint64_t max,
+		    uint64_t *out)
+{
+	const msgpack_object *o;
+
+	*out = 0;
+	if (!field(f, key) && !required)
+		return 0;
+	o = get_typed(d, f, key, MSGPACK_OBJECT_POSITIVE_INTEGER, "a uint");
+	if (!o)
+		return -EBADMSG;
 	if (o->via.u64 > max)
 		return dec_fail(d, "%s.%c out of range", f->what, key);
 	*out = o->via.u64;
@@ -665,12 +684,10 @@ static int get_u32(struct dec *d, const struct fields *f, char key, uint32_t *ou
 
 static int get_bool(struct dec *d, const struct fields *f, char key, bool *out)
 {
-	const msgpack_object *o = field(f, key);
+	const msgpack_object *o = get_typed(d, f, key, MSGPACK_OBJECT_BOOLEAN, "a bool");
 
 	if (!o)
-		return dec_fail(d, "%s.%c missing", f->what, key);
-	if (o->type != MSGPACK_OBJECT_BOOLEAN)
-		return dec_fail(d, "%s.%c should be a bool", f->what, key);
+		return -EBADMSG;
 	*out = o->via.boolean;
 	return 0;
 }
@@ -678,12 +695,10 @@ static int get_bool(struct dec *d, const struct fields *f, char key, bool *out)
 static int get_str(struct dec *d, const struct fields *f, char key, uint32_t max,
 		   struct gossip_bytes *out)
 {
-	const msgpack_object *o = field(f, key);
+	const msgpack_object *o = get_typed(d, f, key, MSGPACK_OBJECT_STR, "a str");
 
 	if (!o)
-		return dec_fail(d, "%s.%c missing", f->what, key);
-	if (o->type != MSGPACK_OBJECT_STR)
-		return dec_fail(d, "%s.%c should be a str", f->what, key);
+		return -EBADMSG;
 	if (o->via.str.size == 0)
 		return dec_fail(d, "%s.%c is empty", f->what, key);
 	if (o->via.str.size > max)
@@ -698,12 +713,10 @@ static int get_str(struct dec *d, const struct fields *f, char key, uint32_t max
 static int get_bin(struct dec *d, const struct fields *f, char key, uint32_t max,
 		   struct gossip_bytes *out)
 {
-	const msgpack_object *o = field(f, key);
+	const msgpack_object *o = get_typed(d, f, key, MSGPACK_OBJECT_BIN, "a bin");
 
 	if (!o)
-		return dec_fail(d, "%s.%c missing", f->what, key);
-	if (o->type != MSGPACK_OBJECT_BIN)
-		return dec_fail(d, "%s.%c should be a bin", f->what, key);
+		return -EBADMSG;
 	if (o->via.bin.size > max)
 		return dec_fail(d, "%s.%c longer than %u bytes", f->what, key, max);
 	/* An empty bin may carry any pointer; normalize it. */
@@ -714,13 +727,12 @@ static int get_bin(struct dec *d, const struct fields *f, char key, uint32_t max
 
 static int get_tags(struct dec *d, const struct fields *f, char key, struct gossip_tags *t)
 {
-	const msgpack_object *o = field(f, key);
+	const msgpack_object *o;
 
 	gossip_tags_clear(t);
+	o = get_typed(d, f, key, MSGPACK_OBJECT_MAP, "a map");
 	if (!o)
-		return dec_fail(d, "%s.%c missing", f->what, key);
-	if (o->type != MSGPACK_OBJECT_MAP)
-		return dec_fail(d, "%s.%c should be a map", f->what, key);
+		return -EBADMSG;
 	if (o->via.map.size > GOSSIP_TAGS_MAX)
 		return dec_fail(d, "%s.%c has more than %d tags", f->what, key, GOSSIP_TAGS_MAX);
 	for (uint32_t i = 0; i < o->via.map.size; i++) {
@@ -899,11 +911,9 @@ static int decode_packet(struct dec *d, const msgpack_object *o, struct gossip_p
 		r = get_version(d, &f, &out->version);
 	if (r)
 		return r;
-	m = field(&f, 'm');
+	m = get_typed(d, &f, 'm', MSGPACK_OBJECT_ARRAY, "an array");
 	if (!m)
-		return dec_fail(d, "packet.m missing");
-	if (m->type != MSGPACK_OBJECT_ARRAY)
-		return dec_fail(d, "packet.m should be an array");
+		return -EBADMSG;
 	if (m->via.array.size == 0)
 		return dec_fail(d, "packet.m is empty");
 	if (m->via.array.size > GOSSIP_PACKET_MSGS_MAX)
@@ -1039,12 +1049,10 @@ int gossip_state_encode(struct gossip_buf *out, bool join,
 static int decode_user_records(struct dec *d, const struct fields *mf,
 			       struct gossip_member_record *rec)
 {
-	const msgpack_object *u = field(mf, 'u');
+	const msgpack_object *u = get_typed(d, mf, 'u', MSGPACK_OBJECT_ARRAY, "an array");
 
 	if (!u)
-		return dec_fail(d, "member.u missing");
-	if (u->type != MSGPACK_OBJECT_ARRAY)
-		return dec_fail(d, "member.u should be an array");
+		return -EBADMSG;
 	if (u->via.array.size > GOSSIP_USER_KEYS)
 		return dec_fail(d, "member.u has more than %d records", GOSSIP_USER_KEYS);
 	for (uint32_t i = 0; i < u->via.array.size; i++) {
@@ -1116,11 +1124,9 @@ static int decode_state(struct dec *d, const msgpack_object *o, bool *join,
 		r = get_bool(d, &f, 'j', &j);
 	if (r)
 		return r;
-	m = field(&f, 'm');
+	m = get_typed(d, &f, 'm', MSGPACK_OBJECT_ARRAY, "an array");
 	if (!m)
-		return dec_fail(d, "state.m missing");
-	if (m->type != MSGPACK_OBJECT_ARRAY)
-		return dec_fail(d, "state.m should be an array");
+		return -EBADMSG;
 	if (m->via.array.size > GOSSIP_STATE_MEMBERS_MAX)
 		return dec_fail(d, "state.m has more than %d members", GOSSIP_STATE_MEMBERS_MAX);
 

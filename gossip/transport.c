@@ -160,18 +160,7 @@ static void transport_handle_close(struct transport *t, uv_handle_t *h)
 /* A sender name must look like a node name, and must not be ours. */
 static bool sender_acceptable(const struct transport *t, const char *sender)
 {
-	size_t n = strlen(sender);
-
-	if (n == 0 || n > GOSSIP_NAME_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = sender[i];
-
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return strcmp(sender, t->name) != 0;
+	return gossip_name_valid(sender) && strcmp(sender, t->name) != 0;
 }
 
 /* ------------------------------------------------------------------ */

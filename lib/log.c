@@ -291,11 +291,8 @@ void log_write(enum log_level l, const char *component, const char *fmt, ...)
 
 bool log_ratelimit_pass(struct log_ratelimit *rl, uint64_t interval_ms, uint64_t *suppressed)
 {
-	struct timespec ts;
-	uint64_t now;
+	uint64_t now = clock_mono_ms();
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	if (now >= rl->next_ms) {
 		if (suppressed)
 			*suppressed = rl->suppressed;

@@ -117,17 +117,25 @@ static bool item_before(const struct item *a, const struct item *b)
 	return a->at < b->at || (a->at == b->at && a->seq < b->seq);
 }
 
+/* Room for one more in the growable array *@v of @len item pointers and
+ * capacity *@cap: doubles it, starting at @first; dies when out of memory
+ * like everything here. */
+static void items_reserve(struct item ***v, size_t len, size_t *cap, size_t first)
+{
+	if (len != *cap)
+		return;
+	size_t ncap = *cap ? *cap * 2 : first;
+	struct item **nv = realloc(*v, ncap * sizeof(*nv));
+
+	if (!nv)
+		die("out of memory");
+	*v = nv;
+	*cap = ncap;
+}
+
 static void heap_push(struct fakenet *f, struct item *it)
 {
-	if (f->hlen == f->hcap) {
-		size_t ncap = f->hcap ? f->hcap * 2 : 256;
-		struct item **h = realloc(f->heap, ncap * sizeof(*h));
-
-		if (!h)
-			die("out of memory");
-		f->heap = h;
-		f->hcap = ncap;
-	}
+	items_reserve(&f->heap, f->hlen, &f->hcap, 256);
 	size_t i = f->hlen++;
 
 	while (i > 0) {
@@ -571,19 +579,22 @@ static void arrive(struct fakenet *f, struct item *it)
 		break;
 	}
 	if (to->starve) {
-		if (to->blen == to->bcap) {
-			size_t ncap = to->bcap ? to->bcap * 2 : 64;
-			struct item **b = realloc(to->backlog, ncap * sizeof(*b));
-
-			if (!b)
-				die("out of memory");
-			to->backlog = b;
-			to->bcap = ncap;
-		}
+		items_reserve(&to->backlog, to->blen, &to->bcap, 64);
 		to->backlog[to->blen++] = it;
 		node_refresh(to);
 		return;
 	}
+	deliver(f, it);
+	free(it);
+}
+
+/* Reads the oldest datagram or frame @nd's backlog holds (there is one). */
+static void backlog_read_one(struct fakenet *f, struct fnode *nd)
+{
+	struct item *it = nd->backlog[0];
+
+	nd->blen--;
+	memmove(nd->backlog, nd->backlog + 1, nd->blen * sizeof(*nd->backlog));
 	deliver(f, it);
 	free(it);
 }
@@ -593,14 +604,8 @@ static void node_act(struct fakenet *f, struct fnode *nd)
 {
 	if (gossip_next_deadline(nd->g) <= f->now)
 		gossip_tick(nd->g, f->now);
-	while (nd->starve && nd->blen && nd->backlog[0]->at <= f->now && !nd->killed) {
-		struct item *it = nd->backlog[0];
-
-		nd->blen--;
-		memmove(nd->backlog, nd->backlog + 1, nd->blen * sizeof(*nd->backlog));
-		deliver(f, it);
-		free(it);
-	}
+	while (nd->starve && nd->blen && nd->backlog[0]->at <= f->now && !nd->killed)
+		backlog_read_one(f, nd);
 	node_refresh(nd);
 }
 
@@ -756,14 +761,8 @@ void fakenet_starve(struct fakenet *f, size_t i, uint32_t period_ms)
 
 	nd->starve = period_ms;
 	/* Back to normal: whatever waited is read now, in order. */
-	while (period_ms == 0 && nd->blen && !nd->killed) {
-		struct item *it = nd->backlog[0];
-
-		nd->blen--;
-		memmove(nd->backlog, nd->backlog + 1, nd->blen * sizeof(*nd->backlog));
-		deliver(f, it);
-		free(it);
-	}
+	while (period_ms == 0 && nd->blen && !nd->killed)
+		backlog_read_one(f, nd);
 	node_refresh(nd);
 }
 

@@ -14,25 +14,7 @@
 #include <string.h>
 
 #include "gossip/proto.h"
-
-static bool bytes_eq(struct gossip_bytes a, struct gossip_bytes b)
-{
-	return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-static bool record_eq(const struct gossip_member_record *a, const struct gossip_member_record *b)
-{
-	if (!bytes_eq(a->node, b->node) || a->incarnation != b->incarnation || a->id != b->id ||
-	    !bytes_eq(a->addr, b->addr) || !gossip_tags_equal(&a->tags, &b->tags) ||
-	    a->status != b->status || a->user_count != b->user_count)
-		return false;
-	for (size_t i = 0; i < a->user_count; i++)
-		if (!bytes_eq(a->user[i].key, b->user[i].key) ||
-		    a->user[i].version != b->user[i].version ||
-		    !bytes_eq(a->user[i].data, b->user[i].data))
-			return false;
-	return true;
-}
+#include "tests/unit/proto_testutil.h"
 
 /* The records of the first decode; they point into the fuzzer's input,
  * which outlives this iteration's second decode. */

@@ -27,6 +27,7 @@
 #include <msgpack.h>
 
 #include "gossip/proto.h"
+#include "tests/unit/proto_testutil.h"
 
 #define B(s) ((struct gossip_bytes){ (s), (uint32_t)strlen(s) })
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -34,67 +35,6 @@
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static bool bytes_eq(struct gossip_bytes a, struct gossip_bytes b)
-{
-	return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-static bool msg_eq(const struct gossip_msg *a, const struct gossip_msg *b)
-{
-	if (a->type != b->type)
-		return false;
-	switch (a->type) {
-	case GOSSIP_MSG_PING:
-		return a->u.ping.seq == b->u.ping.seq &&
-		       bytes_eq(a->u.ping.target, b->u.ping.target);
-	case GOSSIP_MSG_ACK:
-		return a->u.ack.seq == b->u.ack.seq;
-	case GOSSIP_MSG_NACK:
-		return a->u.nack.seq == b->u.nack.seq;
-	case GOSSIP_MSG_PING_REQ:
-		return a->u.ping_req.seq == b->u.ping_req.seq &&
-		       bytes_eq(a->u.ping_req.target, b->u.ping_req.target) &&
-		       bytes_eq(a->u.ping_req.target_addr, b->u.ping_req.target_addr) &&
-		       a->u.ping_req.want_nack == b->u.ping_req.want_nack;
-	case GOSSIP_MSG_SUSPECT:
-	case GOSSIP_MSG_DEAD:
-		return bytes_eq(a->u.suspect.node, b->u.suspect.node) &&
-		       a->u.suspect.incarnation == b->u.suspect.incarnation &&
-		       a->u.suspect.id == b->u.suspect.id &&
-		       bytes_eq(a->u.suspect.from, b->u.suspect.from);
-	case GOSSIP_MSG_ALIVE:
-		return bytes_eq(a->u.alive.node, b->u.alive.node) &&
-		       a->u.alive.incarnation == b->u.alive.incarnation &&
-		       a->u.alive.id == b->u.alive.id &&
-		       bytes_eq(a->u.alive.addr, b->u.alive.addr) &&
-		       gossip_tags_equal(&a->u.alive.tags, &b->u.alive.tags);
-	case GOSSIP_MSG_LEAVE:
-		return bytes_eq(a->u.leave.node, b->u.leave.node) &&
-		       a->u.leave.incarnation == b->u.leave.incarnation &&
-		       a->u.leave.id == b->u.leave.id;
-	case GOSSIP_MSG_USER:
-		return bytes_eq(a->u.user.origin, b->u.user.origin) &&
-		       bytes_eq(a->u.user.key, b->u.user.key) &&
-		       a->u.user.version == b->u.user.version &&
-		       bytes_eq(a->u.user.data, b->u.user.data);
-	}
-	return false;
-}
-
-static bool record_eq(const struct gossip_member_record *a, const struct gossip_member_record *b)
-{
-	if (!bytes_eq(a->node, b->node) || a->incarnation != b->incarnation || a->id != b->id ||
-	    !bytes_eq(a->addr, b->addr) || !gossip_tags_equal(&a->tags, &b->tags) ||
-	    a->status != b->status || a->user_count != b->user_count)
-		return false;
-	for (size_t i = 0; i < a->user_count; i++)
-		if (!bytes_eq(a->user[i].key, b->user[i].key) ||
-		    a->user[i].version != b->user[i].version ||
-		    !bytes_eq(a->user[i].data, b->user[i].data))
-			return false;
-	return true;
-}
 
 static char long_name[GOSSIP_NAME_MAX + 1];   /* exactly GOSSIP_NAME_MAX bytes */
 static uint8_t user_data[GOSSIP_USER_DATA_MAX];
