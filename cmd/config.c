@@ -25,6 +25,7 @@
 
 #include "cmd/flags.h"
 #include "lib/addr.h"
+#include "region/region.h"
 
 #ifndef MERIDIAN_VERSION
 #define MERIDIAN_VERSION "0.0.0"
@@ -129,14 +130,9 @@ bool config_node_name_valid(const char *s)
 
 bool config_region_valid(const char *s)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > CONFIG_REGION_MAX)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
-			return false;
-	return true;
+	/* one rule for the regions we are given and those peers advertise */
+	_Static_assert(CONFIG_REGION_MAX == REGION_NAME_MAX, "one bound for region names");
+	return region_name_valid(s);
 }
 
 int config_duration_parse(const char *s, uint64_t *ms)
