@@ -15,12 +15,40 @@
  * not inherit an hour of doubling.  Our own address is never a seed (a
  * shared seed list usually names every node, us included).
  *
- * Leaving.  SIGTERM, SIGINT or POST /v1/leave: mark ourselves left in the
- * core, which tells every live member directly and keeps gossiping it;
- * readiness turns false ("leaving") so load balancers stop sending work;
- * when the core says the leave has spread (or --leave-timeout passes) we
- * stop the API and transport, let libuv close every handle and exit 0.
- * A second signal means the operator is out of patience: _exit(1) at once.
+ * Leaving.  SIGTERM, SIGINT or POST /v1/leave: readiness turns false
+ * ("leaving") at once so load balancers stop sending work, and we gossip
+ * the tag leaving=1 (region/region.h: callers stop choosing us as an RPC
+ * target).  The tag needs a few gossip rounds of its own before the leave
+ * is announced: the core's broadcast queue keeps one message per member,
+ * so a leave queued right behind the tag change would replace it and no
+ * peer would ever see the node leaving, only left.  That pause (two gossip
+ * intervals, at most a quarter of --leave-timeout) is where draining the
+ * RPCs in flight will go.  Then we mark ourselves left in the core, which
+ * tells every live member directly and keeps gossiping it; when the core
+ * says the leave has spread (or --leave-timeout, counted from the start,
+ * passes) we stop the API and transport, let libuv close every handle and
+ * exit 0.  A second signal means the operator is out of patience: _exit(1)
+ * at once.
+ *
+ * Regions.  The agent keeps a region table (region/region.h) for the API
+ * and, later, RPC target choice.  A membership event only marks it stale;
+ * it is refreshed when read (agent_regions()) and by a 1 s timer.  Two
+ * reasons not to refresh inside the event: events arrive from inside the
+ * core, in the middle of a merge, where reading the view is not allowed
+ * (gossip.h: no callback may call back into the core); and one push-pull
+ * from a large cluster brings one JOIN per member, so refreshing per event
+ * would cost O(N^2 log N) where one refresh costs O(N log N).  The timer
+ * bounds how late the log hears about a disagreement; readers never see
+ * membership older than the last event (round-trip times are only as
+ * fresh as the last refresh: RPC target choice will refresh first).
+ *
+ * PRIMARY_REGION disagreement is a configuration error that we report,
+ * never resolve: an ERROR line when it starts or its set of values
+ * changes (each value, how many live nodes hold it, one of them), a
+ * NOTICE when it ends.  At most one such line per CONFLICT_LOG_MS: a
+ * change inside that window is reported at its end, with the number of
+ * changes, even if the cluster flapped back to what was last said, so a
+ * flapping configuration neither floods the log nor goes unreported.
  *
  * Exit codes: 0 after a graceful leave; 2 for usage and configuration
  * errors; 1 when the agent cannot start (address in use, out of memory).
@@ -39,6 +67,7 @@
 #include "cmd/api.h"
 #include "cmd/commands.h"
 #include "cmd/config.h"
+#include "gossip/tags.h"
 #include "lib/addr.h"
 #include "lib/backoff.h"
 #include "lib/clock.h"
@@ -53,6 +82,12 @@
 #define JOIN_BACKOFF_MAX_MS 30000
 #define FRAME_MAX (1024 * 1024)
 #define INBOUND_MAX 32
+#define LEAVE_MARK_ROUNDS 2        /* gossip intervals the leaving tag gets alone */
+#define REGION_REFRESH_MS 1000     /* a stale region table waits this long, at most */
+#define CONFLICT_LOG_MS 10000      /* at most one PRIMARY_REGION line per this */
+#define CONFLICT_LOG_VALUES 8      /* values a conflict line names ("and N more") */
+/* "v1 v2 ... +N": the values named, sorted, and how many more there are. */
+#define CONFLICT_SIG_MAX (CONFLICT_LOG_VALUES * (REGION_NAME_MAX + 1) + 24)
 
 struct agent {
 	uv_loop_t loop;
@@ -64,7 +99,7 @@ struct agent {
 	char advertise[GOSSIP_ADDR_MAX + 1];
 
 	uv_signal_t sigterm, sigint;
-	uv_timer_t join_timer, leave_timer;
+	uv_timer_t join_timer, leave_timer, region_timer;
 	bool handles_open;
 
 	/* joining: the seeds are cfg.seeds, minus ourselves */
@@ -76,10 +111,22 @@ struct agent {
 	bool backoff_live;
 	struct backoff backoff;
 
-	/* leaving */
-	bool leaving, stopping;
+	/* leaving: marked (tag and readiness) at leave_started, announced
+	 * to the core at leave_announce_at */
+	bool leaving, announced, stopping;
 	int signals;
-	uint64_t leave_started;
+	uint64_t leave_started, leave_announce_at;
+
+	/* regions: refreshed lazily (see the top of this file) */
+	struct region_table *regions;
+	bool regions_stale;
+
+	/* PRIMARY_REGION disagreement; a signature is "" while nodes agree */
+	char conflict_seen[CONFLICT_SIG_MAX];    /* at the last check */
+	char conflict_said[CONFLICT_SIG_MAX];    /* in the last line logged */
+	bool conflict_said_once;                 /* a line was ever logged */
+	uint64_t conflict_said_at;               /* loop ms of that line */
+	uint32_t conflict_changes;               /* changes seen since that line */
 };
 
 /* ------------------------------------------------------------------ */
@@ -130,6 +177,126 @@ bool agent_ready(const struct agent *a, const char **reason)
 bool agent_leaving(const struct agent *a)
 {
 	return a->leaving;
+}
+
+/* ------------------------------------------------------------------ */
+/* Regions and PRIMARY_REGION disagreement                             */
+/* ------------------------------------------------------------------ */
+
+/* The signature of a disagreement: the values named (at most
+ * CONFLICT_LOG_VALUES of the most held), sorted, and how many more; ""
+ * when the nodes agree.  Counts are left out on purpose: nodes joining
+ * an existing disagreement are not news worth an ERROR line. */
+static void conflict_signature(const struct region_primary_vote *votes, size_t shown,
+			       size_t total, char *out, size_t outlen)
+{
+	const char *names[CONFLICT_LOG_VALUES];
+	size_t len = 0;
+
+	out[0] = '\0';
+	if (total < 2)
+		return;
+	for (size_t i = 0; i < shown; i++) {
+		size_t j = i;
+
+		for (; j > 0 && strcmp(names[j - 1], votes[i].primary) > 0; j--)
+			names[j] = names[j - 1];
+		names[j] = votes[i].primary;
+	}
+	for (size_t i = 0; i < shown && len < outlen; i++)
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s", i ? " " : "", names[i]);
+	if (total > shown && len < outlen)
+		snprintf(out + len, outlen - len, " +%zu", total - shown);
+}
+
+/* Logs the current state of the disagreement: @votes (@shown of @total). */
+static void conflict_log(struct agent *a, const struct region_primary_vote *votes, size_t shown,
+			 size_t total)
+{
+	char list[CONFLICT_LOG_VALUES * (REGION_NAME_MAX + GOSSIP_NAME_MAX + 48) + 32];
+	char changes[64] = "";
+	size_t len = 0;
+
+	if (a->conflict_changes > 1)
+		snprintf(changes, sizeof(changes), " (%u changes in the last %llu s)",
+			 a->conflict_changes,
+			 a->conflict_said_once ?
+			 (unsigned long long)((uv_now(&a->loop) - a->conflict_said_at) / 1000) :
+			 (unsigned long long)(CONFLICT_LOG_MS / 1000));
+	if (total < 2) {
+		const char *agreed = total == 1 ? votes[0].primary : "(none)";
+
+		if (a->conflict_said[0] == '\0')
+			/* It started and ended inside one window: still news. */
+			LOG(LOG_ERROR, "region", "PRIMARY_REGION conflict came and went%s; live "
+			    "nodes now agree on \"%s\": check PRIMARY_REGION on every node",
+			    changes, agreed);
+		else
+			LOG(LOG_NOTICE, "region", "PRIMARY_REGION conflict over%s: every live "
+			    "node now says \"%s\"", changes, agreed);
+		return;
+	}
+	for (size_t i = 0; i < shown && len < sizeof(list); i++)
+		len += (size_t)snprintf(list + len, sizeof(list) - len,
+					"%s\"%s\" on %u node%s (e.g. %s)", i ? ", " : "",
+					votes[i].primary, votes[i].count,
+					votes[i].count == 1 ? "" : "s", votes[i].example);
+	if (total > shown && len < sizeof(list))
+		snprintf(list + len, sizeof(list) - len, " and %zu more value(s)", total - shown);
+	LOG(LOG_ERROR, "region", "PRIMARY_REGION conflict%s: live nodes disagree on the primary "
+	    "region: %s; not resolved: --primary and is_primary follow each node's own "
+	    "setting until PRIMARY_REGION is the same everywhere", changes, list);
+}
+
+/* Notes a change of the disagreement and logs it, at most once per
+ * CONFLICT_LOG_MS (the region timer comes back for what had to wait). */
+static void conflict_check(struct agent *a)
+{
+	struct region_primary_vote votes[CONFLICT_LOG_VALUES];
+	size_t total = region_primary_conflict(a->regions, votes, CONFLICT_LOG_VALUES);
+	size_t shown = total < CONFLICT_LOG_VALUES ? total : CONFLICT_LOG_VALUES;
+	uint64_t now = uv_now(&a->loop);
+	char sig[CONFLICT_SIG_MAX];
+
+	conflict_signature(votes, shown, total, sig, sizeof(sig));
+	if (strcmp(sig, a->conflict_seen) != 0) {
+		memcpy(a->conflict_seen, sig, sizeof(sig));
+		a->conflict_changes++;
+	}
+	if (a->conflict_changes == 0)
+		return;
+	if (a->conflict_said_once && now - a->conflict_said_at < CONFLICT_LOG_MS)
+		return;
+	conflict_log(a, votes, shown, total);
+	memcpy(a->conflict_said, sig, sizeof(sig));
+	a->conflict_said_once = true;
+	a->conflict_said_at = now;
+	a->conflict_changes = 0;
+}
+
+static void regions_refresh(struct agent *a)
+{
+	if (a->regions_stale && a->g) {
+		int rc = region_table_refresh(a->regions, a->g);
+
+		if (rc == 0)
+			a->regions_stale = false;
+		else
+			LOG_RATELIMITED(LOG_WARNING, "region", "cannot refresh the region table: "
+					"%s; answering from the previous one", strerror(-rc));
+	}
+	conflict_check(a);
+}
+
+const struct region_table *agent_regions(struct agent *a)
+{
+	regions_refresh(a);
+	return a->regions;
+}
+
+static void region_timer_fired(uv_timer_t *h)
+{
+	regions_refresh(h->data);
 }
 
 /* ------------------------------------------------------------------ */
@@ -247,6 +414,7 @@ static void on_gossip_event(void *ctx, const struct gossip_event *ev)
 	case GOSSIP_EV_FAILED:
 	case GOSSIP_EV_LEFT:
 	case GOSSIP_EV_REAP:
+		a->regions_stale = true;
 		LOG(member_changes[ev->type].level, "gossip", "member %s (%s, %s) %s", name, region,
 		    addr, member_changes[ev->type].words);
 		break;
@@ -293,7 +461,44 @@ static void agent_stop(struct agent *a)
 		agent_close_handle((uv_handle_t *)&a->sigint);
 		agent_close_handle((uv_handle_t *)&a->join_timer);
 		agent_close_handle((uv_handle_t *)&a->leave_timer);
+		agent_close_handle((uv_handle_t *)&a->region_timer);
 	}
+}
+
+/* Tells the core we leave: from here on it says we are left. */
+static void leave_announce(struct agent *a, uint64_t now)
+{
+	size_t live = gossip_live_count(a->g);
+
+	a->announced = true;
+	LOG(LOG_NOTICE, "agent", "announcing the leave to %zu live member(s)",
+	    live > 0 ? live - 1 : 0);
+	gossip_leave(a->g, now);
+	a->regions_stale = true;
+	transport_kick(a->tr);
+}
+
+/*
+ * Gossips our tags plus leaving=1.  Returns how long the tag should
+ * spread alone before the leave is announced, or 0 when it could not be
+ * set (then peers only learn that we left).
+ */
+static uint64_t leave_mark(struct agent *a, uint64_t now)
+{
+	struct gossip_tags tags = *gossip_member_tags(gossip_self(a->g));
+	uint64_t delay = (uint64_t)a->cfg.gossip.gossip_interval * LEAVE_MARK_ROUNDS;
+	int rc = gossip_tags_set(&tags, REGION_TAG_LEAVING, "1");
+
+	if (rc == 0)
+		rc = gossip_set_tags(a->g, &tags, now);
+	if (rc < 0) {
+		LOG(LOG_WARNING, "agent", "cannot gossip the tag %s=1 (%s): peers will see this "
+		    "node alive until its leave reaches them", REGION_TAG_LEAVING, strerror(-rc));
+		return 0;
+	}
+	a->regions_stale = true;
+	transport_kick(a->tr);
+	return delay < a->cfg.leave_timeout_ms / 4 ? delay : a->cfg.leave_timeout_ms / 4;
 }
 
 static void leave_check(uv_timer_t *h)
@@ -301,7 +506,10 @@ static void leave_check(uv_timer_t *h)
 	struct agent *a = h->data;
 	uint64_t now = uv_now(&a->loop);
 
-	if (gossip_leave_done(a->g, now)) {
+	if (!a->announced) {
+		if (now >= a->leave_announce_at)
+			leave_announce(a, now);
+	} else if (gossip_leave_done(a->g, now)) {
 		LOG(LOG_NOTICE, "agent", "leave announced (%llu ms); stopping",
 		    (unsigned long long)(now - a->leave_started));
 		agent_stop(a);
@@ -320,13 +528,12 @@ void agent_leave_start(struct agent *a, const char *why)
 		return;
 	a->leaving = true;
 	a->leave_started = now;
-	size_t live = gossip_live_count(a->g);
-
-	LOG(LOG_NOTICE, "agent", "leaving the cluster (%s): telling %zu live member(s)", why,
-	    live > 0 ? live - 1 : 0);
+	LOG(LOG_NOTICE, "agent", "leaving the cluster (%s): marking this node %s", why,
+	    REGION_TAG_LEAVING);
 	uv_timer_stop(&a->join_timer);
-	gossip_leave(a->g, now);
-	transport_kick(a->tr);
+	a->leave_announce_at = now + leave_mark(a, now);
+	if (a->leave_announce_at == now)
+		leave_announce(a, now);
 	uv_timer_start(&a->leave_timer, leave_check, LEAVE_CHECK_MS, LEAVE_CHECK_MS);
 }
 
@@ -380,6 +587,8 @@ static void agent_run_loop_to_end(struct agent *a)
 	if (a->g)
 		gossip_delete(a->g);
 	a->g = NULL;
+	region_table_delete(a->regions);
+	a->regions = NULL;
 	rc = uv_loop_close(&a->loop);
 	if (rc != 0)
 		LOG(LOG_ERROR, "agent", "event loop still holds handles at exit: %s",
@@ -487,7 +696,9 @@ int cmd_agent(int argc, char **argv)
 	}
 
 	env = transport_env(a->tr, on_gossip_event, a);
-	a->g = gossip_new(cfg, &env, uv_now(&a->loop));
+	a->regions = region_table_new();
+	a->regions_stale = true;
+	a->g = a->regions ? gossip_new(cfg, &env, uv_now(&a->loop)) : NULL;
 	if (a->g == NULL) {
 		LOG(LOG_ERROR, "agent", "cannot create the gossip core (bad config or no memory)");
 		transport_close(a->tr);
@@ -513,11 +724,15 @@ int cmd_agent(int argc, char **argv)
 	uv_signal_init(&a->loop, &a->sigint);
 	uv_timer_init(&a->loop, &a->join_timer);
 	uv_timer_init(&a->loop, &a->leave_timer);
+	uv_timer_init(&a->loop, &a->region_timer);
 	a->sigterm.data = a->sigint.data = a;
-	a->join_timer.data = a->leave_timer.data = a;
+	a->join_timer.data = a->leave_timer.data = a->region_timer.data = a;
 	a->handles_open = true;
 	uv_signal_start(&a->sigterm, on_signal, SIGTERM);
 	uv_signal_start(&a->sigint, on_signal, SIGINT);
+	/* Cheap when nothing changed: a flag test and a string compare. */
+	uv_timer_start(&a->region_timer, region_timer_fired, REGION_REFRESH_MS,
+		       REGION_REFRESH_MS);
 
 	if (a->cfg.dev)
 		LOG(LOG_NOTICE, "agent", "dev mode: one node on loopback with a throw-away "

@@ -17,6 +17,7 @@
 #include "gossip/gossip.h"
 #include "gossip/seal.h"
 #include "gossip/transport.h"
+#include "region/region.h"
 
 struct agent;
 
@@ -45,9 +46,20 @@ bool agent_ready(const struct agent *a, const char **reason);
 bool agent_leaving(const struct agent *a);
 
 /*
- * Starts a graceful leave, as SIGTERM does: announce, wait until the
- * leave has spread (bounded by --leave-timeout), stop, exit 0.  @why goes
- * to the log ("POST /v1/leave").  Idempotent.
+ * The region table (region/region.h), refreshed first when the membership
+ * changed since the last refresh: membership events only mark it stale
+ * (cmd/agent.c says why).  Never NULL.  The table's pointers stay valid
+ * until control returns to the loop.  If the refresh runs out of memory
+ * the previous snapshot is returned and the refresh is retried on the
+ * next call.
+ */
+const struct region_table *agent_regions(struct agent *a);
+
+/*
+ * Starts a graceful leave, as SIGTERM does: gossip the tag leaving=1,
+ * give it a few gossip rounds to spread, announce the leave, wait until it
+ * has spread (the whole bounded by --leave-timeout), stop, exit 0.  @why
+ * goes to the log ("POST /v1/leave").  Idempotent.
  */
 void agent_leave_start(struct agent *a, const char *why);
 

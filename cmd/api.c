@@ -35,6 +35,7 @@
 #include "cmd/http_server.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "region/region.h"
 
 #ifndef MERIDIAN_VERSION
 #define MERIDIAN_VERSION "0.0.0"
@@ -122,16 +123,26 @@ static const char *member_region(const struct gossip_member *m)
 	return r ? r : "";
 }
 
+/* The node is shutting down: region/region.h's rule, read from the tags
+ * directly so that the list never waits for a region table refresh. */
+static bool member_leaving(const struct gossip_member *m)
+{
+	const char *v = gossip_tags_get(gossip_member_tags(m), REGION_TAG_LEAVING);
+
+	return v != NULL && strcmp(v, "1") == 0;
+}
+
 static json_t *member_json(const struct agent *a, const struct gossip_member *m)
 {
 	char since[32];
 
 	clock_format_rfc3339(agent_wall_ms(a, gossip_member_since(m)), since, sizeof(since));
-	return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:I,s:o}",
+	return json_pack("{s:s,s:s,s:s,s:s,s:b,s:I,s:s,s:I,s:o}",
 			 "name", gossip_member_name(m),
 			 "addr", gossip_member_addr(m),
 			 "region", member_region(m),
 			 "status", gossip_status_name(gossip_member_status(m)),
+			 "leaving", member_leaving(m),
 			 "incarnation", (json_int_t)gossip_member_incarnation(m),
 			 "since", since,
 			 "rtt_us", (json_int_t)gossip_member_rtt_us(m),
@@ -207,9 +218,65 @@ static void status_counts(const struct gossip *g, uint64_t counts[4])
 	}
 }
 
+/* [{"name","alive","nodes"}...], sorted by name; NULL when out of memory. */
+static json_t *regions_json(const struct region_table *t)
+{
+	size_t n = region_list(t, NULL, 0);
+	struct region_info *list = calloc(n ? n : 1, sizeof(*list));
+	json_t *arr = json_array();
+
+	if (list == NULL || arr == NULL) {
+		free(list);
+		json_decref(arr);
+		return NULL;
+	}
+	n = region_list(t, list, n);
+	for (size_t i = 0; i < n; i++)
+		if (json_array_append_new(arr, json_pack("{s:s,s:I,s:I}", "name", list[i].name,
+							 "alive", (json_int_t)list[i].alive,
+							 "nodes", (json_int_t)list[i].nodes))) {
+			json_decref(arr);
+			arr = NULL;
+			break;
+		}
+	free(list);
+	return arr;
+}
+
+/* [{"primary_region","count","example"}...], most held first, while live
+ * nodes disagree on PRIMARY_REGION; [] while they agree.  NULL when out
+ * of memory. */
+static json_t *primary_conflict_json(const struct region_table *t)
+{
+	size_t n = region_primary_conflict(t, NULL, 0);
+	struct region_primary_vote *votes;
+	json_t *arr = json_array();
+
+	if (arr == NULL || n < 2)
+		return arr;
+	votes = calloc(n, sizeof(*votes));
+	if (votes == NULL) {
+		json_decref(arr);
+		return NULL;
+	}
+	n = region_primary_conflict(t, votes, n);
+	for (size_t i = 0; i < n; i++)
+		if (json_array_append_new(arr, json_pack("{s:s,s:I,s:s}",
+							 "primary_region", votes[i].primary,
+							 "count", (json_int_t)votes[i].count,
+							 "example", votes[i].example))) {
+			json_decref(arr);
+			arr = NULL;
+			break;
+		}
+	free(votes);
+	return arr;
+}
+
 static void route_self(struct api *api, struct http_request *req)
 {
-	const struct agent *a = api->agent;
+	struct agent *a = api->agent;
+	const struct region_table *rt = agent_regions(a);
 	const struct gossip_member *self = gossip_self(agent_gossip(a));
 	const struct gossip_tags *tags = gossip_member_tags(self);
 	const char *region = member_region(self);
@@ -220,9 +287,10 @@ static void route_self(struct api *api, struct http_request *req)
 	if (primary == NULL)
 		primary = "";
 	status_counts(agent_gossip(a), c);
+	/* A NULL for "o" makes json_pack fail: out of memory answers 500. */
 	respond_json(req, 200,
 		     json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:I,s:s,s:{s:i,s:i},s:s,s:o,"
-			       "s:{s:I,s:I,s:I,s:I},s:b,s:b,s:n}",
+			       "s:{s:I,s:I,s:I,s:I},s:b,s:b,s:n,s:o,s:s?,s:o}",
 			       "name", gossip_member_name(self),
 			       "addr", gossip_member_addr(self),
 			       "region", region,
@@ -241,7 +309,10 @@ static void route_self(struct api *api, struct http_request *req)
 			       "left", (json_int_t)c[GOSSIP_LEFT],
 			       "ready", agent_ready(a, NULL),
 			       "leaving", agent_leaving(a),
-			       "leader"),
+			       "leader",
+			       "regions", regions_json(rt),
+			       "cluster_primary_region", region_cluster_primary(rt),
+			       "primary_conflict", primary_conflict_json(rt)),
 		     NULL);
 }
 
@@ -309,9 +380,11 @@ static void route_metrics(struct api *api, struct http_request *req)
 		{ "version", SEAL_ERR_VERSION },   { "sender", -1 },
 	};
 	static const char *const statuses[] = { "alive", "suspect", "failed", "left" };
-	const struct agent *a = api->agent;
+	struct agent *a = api->agent;
+	const struct region_table *rt = agent_regions(a);
 	const struct gossip *g = agent_gossip(a);
 	const struct seal *seal = agent_seal(a);
+	struct region_stats rs;
 	struct gossip_stats gs;
 	struct transport_stats ts;
 	struct http_stats hs;
@@ -324,6 +397,7 @@ static void route_metrics(struct api *api, struct http_request *req)
 	transport_stats_get(agent_transport(a), &ts);
 	http_server_stats(api->server, &hs);
 	status_counts(g, counts);
+	region_stats_get(rt, &rs);
 
 	f = open_memstream(&body, &len);
 	if (f == NULL) {
@@ -382,6 +456,15 @@ static void route_metrics(struct api *api, struct http_request *req)
 		   "Lifeguard local health score (0 = healthy).", gs.health);
 	metric_one(f, "meridian_http_requests_total", "counter", "Local API requests served.",
 		   hs.requests);
+	metric_one(f, "meridian_primary_region_conflict", "gauge",
+		   "1 while live members disagree on PRIMARY_REGION (a configuration error).",
+		   rs.primary_values > 1);
+	metric_one(f, "meridian_primary_region_values", "gauge",
+		   "Distinct PRIMARY_REGION values among live members (1 = agreement).",
+		   rs.primary_values);
+	metric_one(f, "meridian_region_bad_tags", "gauge",
+		   "Members whose region or primary_region tag is missing or invalid.",
+		   rs.bad_tags);
 	/* Beyond docs/api.md's table: the failures behind the figures above. */
 	metric_one(f, "meridian_send_errors_total", "counter",
 		   "Datagrams that could not be sent.", ts.send_errors);

@@ -506,11 +506,17 @@ static const char info_help[] =
 	"\n"
 	"Shows this node as its agent sees itself: name, address, region, primary\n"
 	"region, whether it is in the primary region, status, incarnation, version,\n"
-	"protocol range, timing profile, member counts and the leader.\n"
+	"protocol range, timing profile, member counts, the regions (alive nodes of\n"
+	"all nodes) and the leader.  When live nodes disagree on PRIMARY_REGION (a\n"
+	"configuration error the agent never resolves) a \"PRIMARY_REGION CONFLICT\"\n"
+	"line comes first, naming each value, how many nodes hold it and one of them.\n"
 	"\n"
 	"  --json         the API's JSON object (GET /v1/self)\n"
 	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
 	"  --timeout D    how long to wait for the agent (default 10s)\n";
+
+/* The longest key, "cluster_primary:", and one space. */
+#define INFO_KEY_WIDTH 17
 
 static void info_line(const char *key, const char *value)
 {
@@ -518,7 +524,7 @@ static void info_line(const char *key, const char *value)
 
 	snprintf(k, sizeof(k), "%s:", key);
 	sanitize(value, v, sizeof(v));
-	printf("%-16s%s\n", k, v);
+	printf("%-*s%s\n", INFO_KEY_WIDTH, k, v);
 }
 
 static const char *int_text(json_t *v, char *buf, size_t len)
@@ -530,18 +536,77 @@ static const char *int_text(json_t *v, char *buf, size_t len)
 	return buf;
 }
 
+/* The loud line: live nodes disagree on PRIMARY_REGION.  Nothing when
+ * "primary_conflict" is empty or absent (an older agent). */
+static void info_conflict(json_t *self)
+{
+	json_t *votes = json_object_get(self, "primary_conflict");
+	size_t i;
+	json_t *v;
+
+	if (json_array_size(votes) < 2)
+		return;
+	fputs("PRIMARY_REGION CONFLICT: live nodes disagree on the primary region:", stdout);
+	json_array_foreach(votes, i, v) {
+		json_t *count = json_object_get(v, "count");
+		char p[64], e[160], n[32];
+
+		sanitize(jstr(v, "primary_region"), p, sizeof(p));
+		sanitize(jstr(v, "example"), e, sizeof(e));
+		printf("%s \"%s\" on %s node%s (e.g. %s)", i ? "," : "", p,
+		       int_text(count, n, sizeof(n)),
+		       json_integer_value(count) == 1 ? "" : "s", e);
+	}
+	fputs("; set the same PRIMARY_REGION on every node\n", stdout);
+}
+
+/* One line per region: "fra  2 alive of 2"; "none" when there is none. */
+static void info_regions(json_t *self)
+{
+	json_t *regions = json_object_get(self, "regions");
+	size_t i, width = 0;
+	json_t *r;
+
+	if (json_array_size(regions) == 0) {
+		info_line("regions", json_is_array(regions) ? "none" : "-");
+		return;
+	}
+	json_array_foreach(regions, i, r)
+		if (strlen(jstr(r, "name")) > width)
+			width = strlen(jstr(r, "name"));
+	json_array_foreach(regions, i, r) {
+		char name[64], line[160], a[32], b[32];
+
+		sanitize(jstr(r, "name"), name, sizeof(name));
+		snprintf(line, sizeof(line), "%-*s  %s alive of %s",
+			 (int)(width < 40 ? width : 40), name,
+			 int_text(json_object_get(r, "alive"), a, sizeof(a)),
+			 int_text(json_object_get(r, "nodes"), b, sizeof(b)));
+		if (i == 0)
+			info_line("regions", line);
+		else
+			printf("%-*s%s\n", INFO_KEY_WIDTH, "", line);
+	}
+}
+
 static void info_text(json_t *self)
 {
 	json_t *proto = json_object_get(self, "protocol");
 	json_t *mem = json_object_get(self, "members");
 	json_t *leader = json_object_get(self, "leader");
 	json_t *prim = json_object_get(self, "is_primary");
+	json_t *cluster = json_object_get(self, "cluster_primary_region");
 	char buf[512], a[32], b[32], c[32], d[32];
 
+	info_conflict(self);
 	info_line("name", jstr(self, "name"));
 	info_line("addr", jstr(self, "addr"));
 	info_line("region", jstr(self, "region"));
 	info_line("primary_region", jstr(self, "primary_region"));
+	if (json_is_string(cluster))
+		info_line("cluster_primary", json_string_value(cluster));
+	else if (json_is_null(cluster))
+		info_line("cluster_primary", "none (nodes disagree)");
 	info_line("is_primary", json_is_boolean(prim) ? (json_is_true(prim) ? "true" : "false")
 						      : "-");
 	info_line("status", jstr(self, "status"));
@@ -557,6 +622,7 @@ static void info_text(json_t *self)
 		 int_text(json_object_get(mem, "failed"), c, sizeof(c)),
 		 int_text(json_object_get(mem, "left"), d, sizeof(d)));
 	info_line("members", buf);
+	info_regions(self);
 	/* The leader arrives with the election part: a name, or an object
 	 * naming it; null until then. */
 	if (json_is_string(leader)) {

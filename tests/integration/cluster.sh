@@ -2,9 +2,12 @@
 # tests/integration/cluster.sh - real agent processes on 127.0.0.1.
 #
 # 5 agents in 3 regions form a cluster through the CLI; region filters;
-# an agent with the wrong secret never appears; kill -9 of one: all the
-# others mark it failed; SIGTERM of one: all mark it left and it exits 0;
-# the CLI's exit codes for no agent and for a missing secret.
+# the region table in `meridian info`; an agent with another
+# PRIMARY_REGION is reported by every agent (API, metrics, log) until it
+# leaves; an agent with the wrong secret never appears; kill -9 of one:
+# all the others mark it failed; SIGTERM of one: all mark it left, it was
+# seen leaving first, and it exits 0; the CLI's exit codes for no agent
+# and for a missing secret.
 #
 # Usage: cluster.sh PATH/TO/meridian
 set -euo pipefail
@@ -50,6 +53,59 @@ check "members prints a table with every node" bash -c '[ $(grep -cE "^(a1|a2|f1
 check "info reports the region and the primary" bash -c \
 	'"$0" info --api "$1" --json | jq -e ".region == \"fra\" and .primary_region == \"iad\" and .is_primary == false" >/dev/null' \
 	"$MERIDIAN" "${AGENT_API[f1]}"
+regions=$("$MERIDIAN" info --api "${AGENT_API[f1]}" --json |
+	jq -c '[.regions, .cluster_primary_region, .primary_conflict]')
+check "info --json on f1: regions fra 2, iad 2, syd 1 alive, primary iad, no conflict (got $regions)" \
+	test "$regions" = '[[{"name":"fra","alive":2,"nodes":2},{"name":"iad","alive":2,"nodes":2},{"name":"syd","alive":1,"nodes":1}],"iad",[]]'
+check "members --json: every member carries leaving false" bash -c \
+	'[ "$(jq -c "[.[].leaving]" <<<"$0")" = "[false,false,false,false,false]" ]' "$(agents_members a1)"
+
+# A wrong configuration: w1 in fra believes fra is the primary region.
+# Every agent reports the disagreement, none resolves it.
+# conflict_seen EXPECT NAMES...: every agent's /v1/self shows EXPECT
+# ("conflict": iad on 5, fra on 1 held by w1; "none": agreement on iad).
+conflict_seen() {
+	local expect=$1 o got want
+	shift
+	if [ "$expect" = conflict ]; then
+		want='[null,[{"primary_region":"iad","count":5,"example":"a1"},{"primary_region":"fra","count":1,"example":"w1"}]]'
+	else
+		want='["iad",[]]'
+	fi
+	for o in "$@"; do
+		got=$(curl -s --max-time 2 "http://${AGENT_API[$o]}/v1/self" |
+			jq -c '[.cluster_primary_region, .primary_conflict]' 2>/dev/null) || return 1
+		[ "$got" = "$want" ] || return 1
+	done
+}
+metric_of() {
+	curl -s --max-time 2 "http://${AGENT_API[$1]}/metrics" | awk -v m="$2" '$1 == m {print $2}'
+}
+agents_start w1 fra fra "127.0.0.1:$((base + 70))" "127.0.0.1:$((base + 71))" "${profile[@]}" --join "$seed"
+check "PRIMARY_REGION=fra on w1: all 6 agents show 2 values and no cluster primary" \
+	agents_wait_until 20 conflict_seen conflict "${all[@]}" w1
+got=$(metric_of a1 meridian_primary_region_conflict)/$(metric_of a1 meridian_primary_region_values)
+check "a1's /metrics: meridian_primary_region_conflict 1, _values 2 (got $got)" test "$got" = 1/2
+check "w1 logged the conflict as an ERROR naming both values" agents_wait_until 5 \
+	grep -qE 'error region: PRIMARY_REGION conflict: .*"iad" on [0-9]+ nodes? \(e\.g\. a1\), "fra" on 1 node \(e\.g\. w1\)' \
+	"$AGENTS_DIR/w1.log"
+check "info (text) on f2 shows the conflict loudly" bash -c \
+	'"$0" info --api "$1" | grep -q "^PRIMARY_REGION CONFLICT: .*\"fra\" on 1 node (e.g. w1)"' \
+	"$MERIDIAN" "${AGENT_API[f2]}"
+agents_signal w1 TERM
+agents_wait_exit w1 10 || true
+check "SIGTERM w1 exits 0 (got $AGENT_EXIT)" test "$AGENT_EXIT" = 0
+check "w1 gone: the conflict clears on all 5 agents" \
+	agents_wait_until 10 conflict_seen none "${all[@]}"
+got=$(metric_of a1 meridian_primary_region_conflict)/$(metric_of a1 meridian_primary_region_values)
+check "a1's /metrics: meridian_primary_region_conflict 0, _values 1 (got $got)" test "$got" = 0/1
+seen_leaving=0
+for o in "${all[@]}"; do
+	[ "$(agents_members "$o" | jq -r '.[] | select(.name == "w1") | .leaving')" = true ] &&
+		seen_leaving=$((seen_leaving + 1))
+done
+echo "# $seen_leaving of 5 agents saw w1's leaving tag before its leave"
+check "w1 gossiped leaving=1 before it left (seen by $seen_leaving of 5)" test $seen_leaving -gt 0
 
 # An agent with another secret knocks on a1's door: it must never appear.
 MERIDIAN_SECRET=$("$MERIDIAN" keygen) agents_start x1 iad iad "127.0.0.1:$((base + 50))" \
@@ -86,6 +142,11 @@ check "a1 a2 f1 all mark s1 left" agents_wait_until 5 agents_all_see left s1 a1 
 agents_wait_exit a2 10 || true
 check "meridian leave: a2 exits 0 (got $AGENT_EXIT)" test "$AGENT_EXIT" = 0
 check "a1 and f1 mark a2 left" agents_wait_until 5 agents_all_see left a2 a1 f1
+
+# The NOTICE may wait for the end of the rate limit window (10 s).
+check "a1 logged the end of the conflict as a NOTICE" agents_wait_until 15 \
+	grep -q 'notice region: PRIMARY_REGION conflict over: every live node now says "iad"' \
+	"$AGENTS_DIR/a1.log"
 
 # The CLI's exit codes.
 rc=0; "$MERIDIAN" members --api "127.0.0.1:$((base + 199))" >/dev/null 2>&1 || rc=$?
