@@ -85,7 +85,8 @@ static const char usage_text[] =
 "                           MERIDIAN_SECRET, MERIDIAN_SECRET_FILE: as above.\n"
 "\n"
 "Tags set by the agent: region, primary_region, version (" MERIDIAN_VERSION "),\n"
-"proto_min, proto_max.  Exit status: 0 after a graceful leave, 1 when the\n"
+"proto_min, proto_max, and leaving=1 while it shuts down (room for it is kept\n"
+"free: ten --tag pairs at most).  Exit status: 0 after a graceful leave, 1 when the\n"
 "agent cannot start (address in use) or a second signal cut the leave short,\n"
 "2 for usage and configuration errors.\n";
 
@@ -473,8 +474,10 @@ static int seeds_add(struct config *c, const char *list, const char *from)
 
 static int tags_build(struct config *c, const struct raw *r)
 {
+	/* "leaving" is set on the way out (cmd/agent.c), so it is reserved
+	 * too, and room for it is kept free. */
 	static const char *const reserved[] = { "region", "primary_region", "version",
-						"proto_min", "proto_max" };
+						"proto_min", "proto_max", "leaving" };
 	struct gossip_tags *t = &c->gossip.tags;
 	char pmin[16], pmax[16];
 
@@ -498,9 +501,15 @@ static int tags_build(struct config *c, const struct raw *r)
 		for (size_t k = 0; k < sizeof(reserved) / sizeof(reserved[0]); k++)
 			if (klen == strlen(reserved[k]) && strncmp(tag, reserved[k], klen) == 0)
 				return usage_error(c, "--tag: \"%s\" is set by the agent itself "
-						   "(use --region / --primary-region)",
+						   "(regions come from --region / --primary-region)",
 						   reserved[k]);
 		rc = gossip_tags_setn(t, tag, klen, eq + 1, strlen(eq + 1));
+		if (rc == 0) {
+			struct gossip_tags room = *t;
+
+			if (gossip_tags_set(&room, "leaving", "1") != 0)
+				rc = -ENOSPC;
+		}
 		if (rc == -ENOSPC)
 			return usage_error(c, "--tag: \"%s\" does not fit: at most %d tags and %d "
 					   "bytes in all", tag, GOSSIP_TAGS_MAX, GOSSIP_TAGS_BYTES);

@@ -739,7 +739,11 @@ START_TEST(tag_bounds)
 	rc = parse_s(&c, &e, "--node", "n", "--tag", "primary_region=x", NULL);
 	assert_usage_error(&c, rc, "\"primary_region\" is set by the agent itself");
 
-	/* Sixteen pairs in all, five of them the agent's: eleven fit. */
+	rc = parse_s(&c, &e, "--node", "n", "--tag", "leaving=1", NULL);
+	assert_usage_error(&c, rc, "\"leaving\" is set by the agent itself");
+
+	/* Sixteen pairs in all, five of them the agent's and one kept free
+	 * for "leaving": ten fit. */
 	argc = 0;
 	argv[argc++] = (char *)"agent";
 	argv[argc++] = (char *)"--node";
@@ -750,10 +754,10 @@ START_TEST(tag_bounds)
 		argv[argc++] = tags[i];
 	}
 	argv[argc] = NULL;
-	ck_assert_int_eq(parse_argv(&c, &e, 3 + 2 * 11, argv), 0);
-	ck_assert_uint_eq(c.gossip.tags.count, 16);
-	rc = parse_argv(&c, &e, 3 + 2 * 12, argv);
-	assert_usage_error(&c, rc, "--tag: \"t11=x\" does not fit: at most 16 tags and 512 "
+	ck_assert_int_eq(parse_argv(&c, &e, 3 + 2 * 10, argv), 0);
+	ck_assert_uint_eq(c.gossip.tags.count, 15);
+	rc = parse_argv(&c, &e, 3 + 2 * 11, argv);
+	assert_usage_error(&c, rc, "--tag: \"t10=x\" does not fit: at most 16 tags and 512 "
 			   "bytes in all");
 	/* More --tag flags than could ever fit is refused by the parser. */
 	rc = parse_argv(&c, &e, 3 + 2 * 17, argv);
