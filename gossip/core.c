@@ -22,8 +22,11 @@
  * suspect that hears of it (through gossip, or through the ping we send it,
  * which carries the suspicion: Lifeguard's "buddy system") refutes by
  * raising its incarnation above the suspicion's and spreading alive.  When
- * the timer runs out the member is failed.  The prober's own local health
- * (Lifeguard's awareness, 0 = healthy) rises with missed nacks, failed
+ * the timer runs out the member is failed.  A suspicion of a newer
+ * incarnation of a member already suspect (it refuted, we missed it, and
+ * it is suspected again) starts a new timer: the old one and its
+ * confirmations were about a refuted incarnation.  The prober's own local
+ * health (Lifeguard's awareness, 0 = healthy) rises with missed nacks, failed
  * probes and refutations of ourselves, falls with successful probes, and
  * stretches our probe interval and timeout by (health + 1): a node that is
  * itself slow stops accusing healthy ones.
@@ -32,17 +35,24 @@
  * bounded broadcast queue and is piggybacked on every packet we send,
  * least-transmitted first, until each item has gone out retransmit_mult *
  * ceil(log10(N+1)) times; a newer item about the same member (or the same
- * user key of the same member) replaces the older one.  A separate gossip
- * tick sends the queue to a few random members, including recently failed
- * ones so that a false failure can still be refuted.  Periodic push-pull
+ * user key of the same member) replaces the older one.  (Not on the
+ * one-shot fan-outs below, which go to every member at once: piggybacked
+ * there, each item's whole budget would go to the first few members in
+ * table order.)  A separate gossip tick sends the queue to a few random
+ * members, including recently failed ones so that a false failure can
+ * still be refuted.  Periodic push-pull
  * (a full state exchange over a stream) repairs whatever gossip lost, and
  * is how a node joins.
  *
  * Failed and left members stay as tombstones for reconnect_timeout (24 h):
  * every reconnect_interval we push-pull with one random failed tombstone,
  * so that two halves of a partition find each other again by themselves
- * when the network returns.  A member restarted under the same name carries
- * a larger process id, which supersedes everything known about the old one.
+ * when the network returns.  The table is bounded (members_max), tombstones
+ * included; when it is full, the oldest tombstone (left ones before failed
+ * ones) is forgotten to make room, so that members long gone never keep a
+ * live newcomer out.  A member restarted under the same name carries a
+ * larger process id, which supersedes everything known about the old one,
+ * its user data included.
  *
  * Where we differ, and why
  * ------------------------
@@ -75,7 +85,7 @@
  *   learned), and so is a leave: O(N) datagrams once per membership
  *   change, instead of leaving the last member to the tail of an epidemic
  *   whose retransmit limit misses any given member with probability about
- *   e^-limit.
+ *   e^-limit.  Each of those datagrams carries its one message alone.
  * - Nacks that arrive in time.  A ping-req intermediary sends its nack at
  *   four fifths of the requester's indirect window (probe interval minus
  *   probe timeout).  memberlist waits a full probe timeout, so with its
@@ -116,8 +126,29 @@
  *   every message carries the sender process's id, and a larger id wins
  *   regardless of incarnation.  Someone claiming our own name with a larger
  *   id is reported once (GOSSIP_EV_CONFLICT): we are the stale one.  User
- *   data under our name at a version we did not write (our previous
- *   process's) is outbid the way a suspicion is refuted.
+ *   data belongs to a process too: a user message carries its origin's id
+ *   ("d"), and user entries of a push-pull record belong to the record's
+ *   id; either is applied only while that id is the one we hold for the
+ *   member (older: stale; newer: not known yet, dropped until its alive
+ *   and the next push-pull bring it), and a restart clears what the old
+ *   process said.  Without that, the old process's data could come back
+ *   through any member that missed the restart, and stay forever.  A
+ *   message without an id (an older sender) means the process we know;
+ *   such data under our own name at a version we did not write is outbid
+ *   the way a suspicion is refuted.  A left member that comes back as a
+ *   new process is a new member (GOSSIP_EV_JOIN), not a revived one.
+ * - Incarnations are bounded.  An incarnation (or user-data version) more
+ *   than GOSSIP_INC_JUMP_MAX (2^32) above what we know is dropped and
+ *   counted: one corrupt "suspect at 2^64 - 1" would otherwise leave its
+ *   subject unable to refute ever again.  A member believes only half that
+ *   jump about itself, so its refutation stays believable to whoever missed
+ *   the accusation.  Our own incarnation never wraps; should it ever have
+ *   to pass 2^64 - 1 we take a larger id instead.
+ * - Push-pull states are bounded (stream_max, default just under the
+ *   transport's 1 MiB frame).  A larger state is trimmed, not refused:
+ *   tombstones go first, oldest first, then user data; live members are
+ *   always sent, as many as fit.  memberlist sends it all, and past the
+ *   frame limit every push-pull and every join fails.
  * - No TCP fallback ping (memberlist has one): the stream seam is for state
  *   exchange only; indirect probes through k members cover the same risk.
  * - The member count N used for timeouts and retransmit limits counts live
@@ -482,6 +513,7 @@ int gossip_config_profile(struct gossip_config *c, const char *profile)
 	c->leave_propagate_ms = 1000;
 	c->members_max = 4096;
 	c->broadcast_queue_max = 1024;
+	c->stream_max = GOSSIP_STREAM_MAX_DEFAULT;
 
 	if (profile == NULL || strcmp(profile, "lan") == 0) {
 		/* as above */
@@ -731,7 +763,37 @@ static void member_remove(struct gossip *g, struct gossip_member *m)
 		g->pr.active = false;
 	if (g->recheck == m)
 		g->recheck = NULL;
+	for (size_t i = 0; i < g->nfix;) {
+		if (g->fix[i] == m)
+			g->fix[i] = g->fix[--g->nfix];
+		else
+			i++;
+	}
 	member_free(m);
+}
+
+/* The table is full: forgets its oldest tombstone, a left one before any
+ * failed one (a failed member may still come back, a left one said it
+ * would not), so that tombstones of members long gone never keep a live
+ * newcomer out.  False when every entry is live. */
+static bool tombstone_evict(struct gossip *g)
+{
+	struct gossip_member *v = NULL;
+
+	for (size_t i = 0; i < g->count; i++) {
+		struct gossip_member *m = g->members[i];
+
+		if (m == g->self || is_live(m->status))
+			continue;
+		if (!v || (m->status == GOSSIP_LEFT && v->status != GOSSIP_LEFT) ||
+		    (m->status == v->status && m->since < v->since))
+			v = m;
+	}
+	if (!v)
+		return false;
+	emit(g, GOSSIP_EV_REAP, v);
+	member_remove(g, v);
+	return true;
 }
 
 /* Up to @k distinct random members passing @ok, into g->scratch. */
@@ -918,6 +980,7 @@ static void queue_user(struct gossip *g, const struct gossip_member *m, const st
 	b->msg.u.user.origin = bytes_of(b->node);
 	b->msg.u.user.key = bytes_of(b->key);
 	b->msg.u.user.version = u->version;
+	b->msg.u.user.id = m->id;
 	b->msg.u.user.data = (struct gossip_bytes){ .ptr = (const char *)b->data, .len = u->len };
 	bcast_push(g, b);
 }
@@ -991,6 +1054,17 @@ static void send_msgs(struct gossip *g, const char *addr, const char *to,
 		return;
 	bcast_fill(g);
 	send_encoded(g, addr, to);
+}
+
+/* Sends @msg alone: for one-shot fan-outs to every member.  Piggybacking
+ * there would spend each queued item's whole retransmit budget on the
+ * first few members in table order, and none of it on the rest. */
+static void send_alone(struct gossip *g, const char *addr, const char *to,
+		       const struct gossip_msg *msg)
+{
+	gossip_encoder_reset(g->enc);
+	if (gossip_encoder_add(g->enc, msg) == 0)
+		send_encoded(g, addr, to);
 }
 
 static void send_ack(struct gossip *g, enum gossip_msg_type type, uint32_t seq,
@@ -1083,16 +1157,56 @@ static bool suspicion_confirm(struct suspicion *s, const char *from, uint64_t no
 /* Refutation and identity                                             */
 /* ------------------------------------------------------------------ */
 
-/* Someone believes we are suspect/failed/left at @inc: outbid it. */
+/* True when @inc (an incarnation, or a user-data version) is believable
+ * as news about something we know at @known: at most GOSSIP_INC_JUMP_MAX
+ * ahead of it.  Anything further is counted and dropped: a suspicion at
+ * 2^64 - 1 from a corrupt sender would otherwise leave its subject unable
+ * ever to refute again. */
+static bool plausible_within(struct gossip *g, uint64_t known, uint64_t inc, uint64_t bound)
+{
+	if (inc <= known || inc - known <= bound)
+		return true;
+	g->stats.implausible++;
+	return false;
+}
+
+static bool plausible(struct gossip *g, uint64_t known, uint64_t inc)
+{
+	return plausible_within(g, known, inc, GOSSIP_INC_JUMP_MAX);
+}
+
+/* Raises our incarnation above @above and above its current value.  It
+ * never wraps: past 2^64 - 1 (only reachable through 2^32 plausible
+ * steps) we become a new process instead, with a larger id that
+ * supersedes everything said about the old one; receivers forget the old
+ * process's user data then, so ours is announced again. */
+static void self_bump(struct gossip *g, uint64_t above)
+{
+	struct gossip_member *s = g->self;
+	uint64_t base = above > s->incarnation ? above : s->incarnation;
+
+	if (base < UINT64_MAX) {
+		s->incarnation = base + 1;
+		return;
+	}
+	if (s->id == UINT64_MAX)
+		return;  /* no larger id left either: saturate */
+	s->id++;
+	s->incarnation = 0;
+	for (uint8_t i = 0; i < s->user_count && !g->leaving; i++)
+		queue_user(g, s, &s->user[i]);
+}
+
+/* Someone believes we are suspect/failed/left at @inc: outbid it.  We
+ * believe only half the jump others do (GOSSIP_INC_JUMP_MAX / 2): our
+ * refutation must stay within the bound of every member that knows our
+ * old incarnation and missed the accusation, or it would be refused. */
 static void refute(struct gossip *g, uint64_t inc)
 {
-	if (g->leaving)
+	if (g->leaving ||
+	    !plausible_within(g, g->self->incarnation, inc, GOSSIP_INC_JUMP_MAX / 2))
 		return;
-	/* Saturates: past 2^64 - 1 nobody can outbid anybody any more. */
-	if (g->self->incarnation <= inc)
-		g->self->incarnation = inc < UINT64_MAX ? inc + 1 : UINT64_MAX;
-	else if (g->self->incarnation < UINT64_MAX)
-		g->self->incarnation++;
+	self_bump(g, inc);
 	queue_alive(g, g->self);
 	g->stats.refutations++;
 	/* Lifeguard: being suspected is a hint that we are the slow one. */
@@ -1192,7 +1306,9 @@ static void apply_alive(struct gossip *g, const char *name, uint64_t inc, uint64
 	}
 	m = find(g, name);
 	if (!m) {
-		if (g->count >= g->cfg.members_max) {
+		if (!plausible(g, 0, inc))
+			return;
+		if (g->count >= g->cfg.members_max && !tombstone_evict(g)) {
 			g->stats.members_refused++;
 			return;
 		}
@@ -1207,6 +1323,8 @@ static void apply_alive(struct gossip *g, const char *name, uint64_t inc, uint64
 	if (id < m->id)
 		return;
 	if (id == m->id && inc <= m->incarnation)
+		return;
+	if (!plausible(g, id == m->id ? m->incarnation : 0, inc))
 		return;
 
 	enum gossip_status prev = m->status;
@@ -1223,10 +1341,15 @@ static void apply_alive(struct gossip *g, const char *name, uint64_t inc, uint64
 	snprintf(m->addr, sizeof(m->addr), "%s", addr);
 	m->tags = *tags;
 	set_status(g, m, GOSSIP_ALIVE, now);
-	if (prev != GOSSIP_ALIVE)
-		emit(g, GOSSIP_EV_ALIVE, m);
-	if (changed || (new_process && prev == GOSSIP_ALIVE))
-		emit(g, GOSSIP_EV_UPDATE, m);
+	if (new_process && prev == GOSSIP_LEFT) {
+		/* It said goodbye; what came back is a new member. */
+		emit(g, GOSSIP_EV_JOIN, m);
+	} else {
+		if (prev != GOSSIP_ALIVE)
+			emit(g, GOSSIP_EV_ALIVE, m);
+		if (changed || (new_process && prev == GOSSIP_ALIVE))
+			emit(g, GOSSIP_EV_UPDATE, m);
+	}
 	queue_alive(g, m);
 }
 
@@ -1250,15 +1373,26 @@ static void apply_suspect(struct gossip *g, const char *name, uint64_t inc, uint
 	if (accusation_of_self(g, name, inc, id))
 		return;
 	m = find(g, name);
-	if (!m || id != m->id)
+	if (!m || id != m->id || !plausible(g, m->incarnation, inc))
 		return;
 	if (inc < m->incarnation) {
 		stale_news(g, m);
 		return;
 	}
+	if (m->status == GOSSIP_SUSPECT && inc > m->incarnation) {
+		/* A suspicion of a newer incarnation (it refuted, we missed
+		 * the alive, and it is suspected again): a new suspicion.  The
+		 * old timer and its confirmations were about an incarnation
+		 * that has been refuted. */
+		m->incarnation = inc;
+		suspicion_clear(g, m);
+		suspicion_start(g, m, from, now);
+		queue_accuse(g, GOSSIP_MSG_SUSPECT, m, from);
+		if (external)
+			probe_move_next(g, m);
+		return;
+	}
 	if (m->status == GOSSIP_SUSPECT) {
-		if (inc > m->incarnation)
-			m->incarnation = inc;
 		if (m->susp && suspicion_confirm(m->susp, from, now))
 			queue_accuse(g, GOSSIP_MSG_SUSPECT, m, from);
 		return;
@@ -1288,7 +1422,7 @@ static void apply_dead(struct gossip *g, const char *name, uint64_t inc, uint64_
 	if (accusation_of_self(g, name, inc, id))
 		return;
 	m = find(g, name);
-	if (!m || id != m->id || !is_live(m->status))
+	if (!m || id != m->id || !is_live(m->status) || !plausible(g, m->incarnation, inc))
 		return;
 	if (inc < m->incarnation) {
 		stale_news(g, m);
@@ -1309,6 +1443,8 @@ static void apply_leave(struct gossip *g, const char *name, uint64_t inc, uint64
 	if (!m || id < m->id || m->status == GOSSIP_LEFT)
 		return;
 	if (id == m->id && inc < m->incarnation)
+		return;
+	if (!plausible(g, id == m->id ? m->incarnation : 0, inc))
 		return;
 	if (id > m->id) {
 		/* A newer process of that name came and went already. */
@@ -1346,8 +1482,17 @@ static bool user_key_valid(const struct gossip_bytes *key, char *out)
 	return token_copy(out, key, GOSSIP_USER_KEY_MAX);
 }
 
-static void apply_user(struct gossip *g, const char *origin, const struct gossip_bytes *kb,
-		       uint64_t version, const struct gossip_bytes *data)
+/*
+ * User data from @origin's process @id (0: not known, an older sender that
+ * does not say; then the process we know is assumed).  It is applied only
+ * to that process: data of an older one is stale, and data of a newer one
+ * we do not know yet is dropped too (counted as user_stale), because
+ * holding it would need a queue per unknown process; the newer process's
+ * alive and the next push-pull, which carries its data, come soon enough.
+ */
+static void apply_user(struct gossip *g, const char *origin, uint64_t id,
+		       const struct gossip_bytes *kb, uint64_t version,
+		       const struct gossip_bytes *data)
 {
 	char key[GOSSIP_USER_KEY_MAX + 1];
 	struct gossip_member *m;
@@ -1359,14 +1504,21 @@ static void apply_user(struct gossip *g, const char *origin, const struct gossip
 		return;
 	}
 	if (strcmp(origin, g->self->name) == 0) {
+		/* Another process's data under our name: an older one's is
+		 * answered with our alive (receivers then forget it), a newer
+		 * one's is a name conflict (see self_identity). */
+		if (id && self_identity(g, id))
+			return;
 		/* Our own words echoing back are normal.  Anything else under our
 		 * name at our version or above was said by a previous process of
-		 * ours: outbid it, the way an incarnation refutes a suspicion. */
+		 * ours that did not say so (no id): outbid it, the way an
+		 * incarnation refutes a suspicion. */
 		u = user_slot(g->self, key, false);
 		if (u && version == u->version && data->len == u->len &&
 		    (u->len == 0 || memcmp(data->ptr, u->data, u->len) == 0))
 			return;
-		if (u && version >= u->version && !g->leaving) {
+		if (u && version >= u->version && !g->leaving && version < UINT64_MAX &&
+		    plausible(g, u->version, version)) {
 			u->version = version + 1;
 			queue_user(g, g->self, u);
 		}
@@ -1375,8 +1527,14 @@ static void apply_user(struct gossip *g, const char *origin, const struct gossip
 	m = find(g, origin);
 	if (!m)
 		return;
+	if (id && id != m->id) {
+		g->stats.user_stale++;
+		return;
+	}
 	u = user_slot(m, key, false);
 	if (u && version <= u->version)
+		return;
+	if (!plausible(g, u ? u->version : 0, version))
 		return;
 	if (!u)
 		u = user_slot(m, key, true);
@@ -1687,7 +1845,8 @@ static void on_msg(struct gossip *g, const char *from, const char *from_addr,
 			g->stats.malformed++;
 			return;
 		}
-		apply_user(g, name, &msg->u.user.key, msg->u.user.version, &msg->u.user.data);
+		apply_user(g, name, msg->u.user.id, &msg->u.user.key, msg->u.user.version,
+			   &msg->u.user.data);
 		return;
 	}
 	g->stats.unknown_messages++;
@@ -1697,35 +1856,180 @@ static void on_msg(struct gossip *g, const char *from, const char *from_addr,
 /* Push-pull                                                           */
 /* ------------------------------------------------------------------ */
 
-static int state_encode(struct gossip *g, struct gossip_buf *out, bool join)
+static void record_of(const struct gossip_member *m, struct gossip_member_record *r,
+		      bool with_user)
 {
-	struct gossip_member_record *recs = calloc(g->count, sizeof(*recs));
-	int rc;
+	memset(r, 0, sizeof(*r));
+	r->node = bytes_of(m->name);
+	r->incarnation = m->incarnation;
+	r->id = m->id;
+	r->addr = bytes_of(m->addr);
+	r->tags = m->tags;
+	r->status = (uint32_t)m->status;
+	r->user_count = with_user ? m->user_count : 0;
+	for (size_t j = 0; j < r->user_count; j++) {
+		r->user[j].key = bytes_of(m->user[j].key);
+		r->user[j].version = m->user[j].version;
+		r->user[j].data = (struct gossip_bytes){
+			.ptr = (const char *)m->user[j].data, .len = m->user[j].len,
+		};
+	}
+}
 
-	if (!recs)
-		return -ENOMEM;
+/* Bytes @r adds to a state: encoded alone in @tmp, less the @empty state. */
+static size_t record_cost(struct gossip_buf *tmp, bool join, const struct gossip_member_record *r,
+			  size_t empty)
+{
+	tmp->len = 0;
+	if (gossip_state_encode(tmp, join, r, 1) != 0 || tmp->len < empty)
+		return SIZE_MAX / 2;  /* never fits */
+	return tmp->len - empty;
+}
+
+static int newest_first(const void *x, const void *y)
+{
+	const struct gossip_member *a = *(const struct gossip_member *const *)x;
+	const struct gossip_member *b = *(const struct gossip_member *const *)y;
+
+	if (a->since != b->since)
+		return a->since > b->since ? -1 : 1;
+	return strcmp(a->name, b->name);
+}
+
+/*
+ * Our state when all of it would not fit in stream_max bytes (or
+ * GOSSIP_STATE_MEMBERS_MAX records).  A push-pull that is refused helps
+ * nobody, so the state is trimmed instead, least useful first: tombstones
+ * (oldest first), then user data; live members, ourselves first, are
+ * always sent, as many as fit.  What is left out is counted; gossip and
+ * the next exchanges carry it.  Each record's size is measured by
+ * encoding it alone, so the bound holds exactly.
+ */
+static int state_encode_bounded(struct gossip *g, struct gossip_buf *out, bool join)
+{
+	size_t cap = g->count, n = 0, nl = 0, nt = 0, empty, used;
+	bool full = false;   /* something live was left out: no tombstones */
+	size_t limit = g->cfg.stream_max;
+	struct gossip_member_record *recs = calloc(cap, sizeof(*recs));
+	struct gossip_member **live = calloc(cap, sizeof(*live));
+	struct gossip_member **tombs = calloc(cap, sizeof(*tombs));
+	struct gossip_member **sent = calloc(cap, sizeof(*sent));
+	size_t *bare = calloc(cap, sizeof(*bare));
+	struct gossip_member_record one;
+	struct gossip_buf tmp = { 0 };
+	int rc = -ENOMEM;
+
+	if (!recs || !live || !tombs || !sent || !bare ||
+	    gossip_state_encode(&tmp, join, NULL, 0) != 0)
+		goto out;
+	empty = tmp.len;
+	used = empty + 4;  /* the record array's header grows by up to 4 bytes */
+	live[nl++] = g->self;
 	for (size_t i = 0; i < g->count; i++) {
-		const struct gossip_member *m = g->members[i];
-		struct gossip_member_record *r = &recs[i];
+		struct gossip_member *m = g->members[i];
 
-		r->node = bytes_of(m->name);
-		r->incarnation = m->incarnation;
-		r->id = m->id;
-		r->addr = bytes_of(m->addr);
-		r->tags = m->tags;
-		r->status = (uint32_t)m->status;
-		r->user_count = m->user_count;
-		for (uint8_t j = 0; j < m->user_count; j++) {
-			r->user[j].key = bytes_of(m->user[j].key);
-			r->user[j].version = m->user[j].version;
-			r->user[j].data = (struct gossip_bytes){
-				.ptr = (const char *)m->user[j].data, .len = m->user[j].len,
-			};
+		if (m == g->self)
+			continue;
+		if (is_live(m->status))
+			live[nl++] = m;
+		else
+			tombs[nt++] = m;
+	}
+	qsort(tombs, nt, sizeof(*tombs), newest_first);
+
+	/* Live members without their user data first... */
+	for (size_t i = 0; i < nl; i++) {
+		size_t c;
+
+		record_of(live[i], &recs[n], false);
+		c = record_cost(&tmp, join, &recs[n], empty);
+		if (n < GOSSIP_STATE_MEMBERS_MAX && used + c <= limit) {
+			used += c;
+			bare[n] = c;
+			sent[n++] = live[i];
+		} else {
+			full = true;
+			g->stats.pushpull_omitted_members++;
+			g->stats.pushpull_omitted_user += live[i]->user_count;
 		}
 	}
-	rc = gossip_state_encode(out, join, recs, g->count);
+	/* ...then their user data... */
+	for (size_t i = 0; i < n; i++) {
+		size_t c;
+
+		if (!sent[i]->user_count)
+			continue;
+		record_of(sent[i], &one, true);
+		c = record_cost(&tmp, join, &one, empty);
+		if (c >= bare[i] && used + (c - bare[i]) <= limit) {
+			used += c - bare[i];
+			recs[i] = one;
+		} else {
+			full = true;
+			g->stats.pushpull_omitted_user += sent[i]->user_count;
+		}
+	}
+	/* ...then tombstones, newest first, with their user data if it fits;
+	 * none at all when live data had to be left out (the space a member's
+	 * user data did not fit in is not given to the dead). */
+	for (size_t i = 0; i < nt; i++) {
+		size_t c;
+
+		if (full) {
+			g->stats.pushpull_omitted_members++;
+			g->stats.pushpull_omitted_user += tombs[i]->user_count;
+			continue;
+		}
+		record_of(tombs[i], &recs[n], true);
+		c = record_cost(&tmp, join, &recs[n], empty);
+		if (n < GOSSIP_STATE_MEMBERS_MAX && used + c > limit && tombs[i]->user_count) {
+			record_of(tombs[i], &recs[n], false);
+			c = record_cost(&tmp, join, &recs[n], empty);
+			if (used + c <= limit)
+				g->stats.pushpull_omitted_user += tombs[i]->user_count;
+		}
+		if (n < GOSSIP_STATE_MEMBERS_MAX && used + c <= limit) {
+			used += c;
+			n++;
+		} else {
+			g->stats.pushpull_omitted_members++;
+			g->stats.pushpull_omitted_user += tombs[i]->user_count;
+		}
+	}
+	/* Not even ourselves fits: a stream_max too small to be of use. */
+	rc = n && sent[0] == g->self ? gossip_state_encode(out, join, recs, n) : -EMSGSIZE;
+out:
+	gossip_buf_free(&tmp);
 	free(recs);
+	free(live);
+	free(tombs);
+	free(sent);
+	free(bare);
 	return rc;
+}
+
+/* Our whole state, or as much of it as stream_max allows (see above). */
+static int state_encode(struct gossip *g, struct gossip_buf *out, bool join)
+{
+	struct gossip_member_record *recs;
+	size_t start = out->len;
+	int rc = -EMSGSIZE;
+
+	if (g->count <= GOSSIP_STATE_MEMBERS_MAX) {
+		recs = calloc(g->count, sizeof(*recs));
+		if (!recs)
+			return -ENOMEM;
+		for (size_t i = 0; i < g->count; i++)
+			record_of(g->members[i], &recs[i], true);
+		rc = gossip_state_encode(out, join, recs, g->count);
+		free(recs);
+	}
+	if (rc == 0 && out->len - start <= g->cfg.stream_max)
+		return 0;
+	if (rc == -ENOMEM)
+		return rc;
+	out->len = start;
+	return state_encode_bounded(g, out, join);
 }
 
 struct merge_ctx {
@@ -1762,7 +2066,8 @@ static int record_merge(void *ctx, const struct gossip_member_record *r)
 		else if (r->incarnation > g->self->incarnation)
 			refute(g, r->incarnation);
 		for (size_t i = 0; i < r->user_count && i < GOSSIP_USER_KEYS; i++)
-			apply_user(g, name, &r->user[i].key, r->user[i].version, &r->user[i].data);
+			apply_user(g, name, r->id, &r->user[i].key, r->user[i].version,
+				   &r->user[i].data);
 		return 0;
 	}
 	switch (r->status) {
@@ -1790,9 +2095,17 @@ static int record_merge(void *ctx, const struct gossip_member_record *r)
 		g->stats.unknown_messages++;  /* a status from a newer version */
 		return 0;
 	}
-	if (find(g, name)) {
+	/* The record's user entries belong to the process it names: when
+	 * that is not (or not any more, or not yet) the one we know, they are
+	 * not ours to keep. */
+	struct gossip_member *m = find(g, name);
+
+	if (m && r->id == m->id) {
 		for (size_t i = 0; i < r->user_count && i < GOSSIP_USER_KEYS; i++)
-			apply_user(g, name, &r->user[i].key, r->user[i].version, &r->user[i].data);
+			apply_user(g, name, m->id, &r->user[i].key, r->user[i].version,
+				   &r->user[i].data);
+	} else if (m) {
+		g->stats.user_stale += r->user_count;
 	}
 	return 0;
 }
@@ -1893,7 +2206,7 @@ static void announce_self(struct gossip *g)
 		struct gossip_member *m = g->members[i];
 
 		if (m != g->self && m->status == GOSSIP_ALIVE)
-			send_msgs(g, m->addr, m->name, &msg, 1);
+			send_alone(g, m->addr, m->name, &msg);
 	}
 }
 
@@ -1963,7 +2276,7 @@ static void dead_fanout(struct gossip *g, const struct gossip_member *dead)
 		struct gossip_member *m = g->members[i];
 
 		if (m != g->self && m->status == GOSSIP_ALIVE)
-			send_msgs(g, m->addr, m->name, &msg, 1);
+			send_alone(g, m->addr, m->name, &msg);
 	}
 }
 
@@ -2114,7 +2427,7 @@ struct gossip *gossip_new(const struct gossip_config *cfg, const struct gossip_e
 	    !token_valid(cfg->addr, strnlen(cfg->addr, sizeof(cfg->addr)), GOSSIP_ADDR_MAX) ||
 	    cfg->probe_interval == 0 || cfg->probe_timeout == 0 || cfg->gossip_interval == 0 ||
 	    cfg->pushpull_interval == 0 || cfg->reconnect_interval == 0 ||
-	    cfg->members_max == 0 || cfg->broadcast_queue_max == 0)
+	    cfg->members_max == 0 || cfg->broadcast_queue_max == 0 || cfg->stream_max == 0)
 		return NULL;
 	g = calloc(1, sizeof(*g));
 	if (!g)
@@ -2298,7 +2611,7 @@ void gossip_leave(struct gossip *g, uint64_t now)
 		return;
 	g->leaving = true;
 	g->leave_at = now + g->cfg.leave_propagate_ms;
-	g->self->incarnation++;
+	self_bump(g, 0);
 	set_status(g, g->self, GOSSIP_LEFT, now);
 	g->pr.active = false;
 	queue_leave(g, g->self);
@@ -2308,7 +2621,7 @@ void gossip_leave(struct gossip *g, uint64_t now)
 		struct gossip_member *m = g->members[i];
 
 		if (m != g->self && is_live(m->status))
-			send_msgs(g, m->addr, m->name, &msg, 1);
+			send_alone(g, m->addr, m->name, &msg);
 	}
 	deadline_update(g);
 }
@@ -2326,8 +2639,7 @@ int gossip_set_tags(struct gossip *g, const struct gossip_tags *tags, uint64_t n
 	if (g->leaving)
 		return -ESHUTDOWN;
 	g->self->tags = *tags;
-	if (g->self->incarnation < UINT64_MAX)
-		g->self->incarnation++;
+	self_bump(g, 0);
 	queue_alive(g, g->self);
 	deadline_update(g);
 	return 0;

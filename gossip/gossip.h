@@ -80,9 +80,43 @@ struct gossip_config {
 	uint32_t leave_propagate_ms;          /* how long leave keeps gossiping */
 
 	/* bounds */
-	uint32_t members_max;                 /* refuse new members past this */
+	uint32_t members_max;                 /* table size, tombstones included:
+						 when full, the oldest tombstone
+						 (left ones before failed ones) is
+						 forgotten to make room
+						 (GOSSIP_EV_REAP); a newcomer is
+						 refused (members_refused) only
+						 when every entry is live */
 	uint32_t broadcast_queue_max;         /* oldest broadcasts dropped past it */
+	uint32_t stream_max;                  /* bytes of one push-pull state, at
+						 most; see GOSSIP_STREAM_MAX_DEFAULT */
 };
+
+/*
+ * The default stream_max: the agent's stream frame bound (1 MiB, FRAME_MAX
+ * in cmd/agent.c) less room for sealing (SEAL_OVERHEAD_MAX plus the kind
+ * byte, gossip/seal.h).  A state that would be larger is trimmed, not
+ * refused: tombstones are left out first (oldest first), then user data;
+ * live members are always sent, as many as fit.  What was left out is
+ * counted (gossip_stats.pushpull_omitted_*); the next push-pull, or
+ * gossip, carries the rest.
+ */
+#define GOSSIP_STREAM_MAX_DEFAULT (1024 * 1024 - 256)
+
+/*
+ * The largest believable step of an incarnation (or of a user-data
+ * version) over the one we know: 2^32.  Real ones grow by one per
+ * refutation or tag change.  News further ahead (a corrupt or hostile
+ * sender; 2^64 - 1 would leave nobody able to refute ever again) is
+ * dropped and counted (gossip_stats.implausible).  About itself a member
+ * believes only half that jump, so that its refutation (one above the
+ * accusation) stays within the bound of every member that missed the
+ * accusation and still knows the old incarnation.  Our own incarnation
+ * never wraps: if it ever had to pass 2^64 - 1, the core takes a new,
+ * larger process id instead (id + 1, incarnation 0), which supersedes
+ * everything said about the old one, and re-announces its user data.
+ */
+#define GOSSIP_INC_JUMP_MAX (1ULL << 32)
 
 /*
  * Fills @c with the timing profile @profile: "lan" (memberlist's
@@ -96,13 +130,16 @@ struct gossip;
 struct gossip_member;   /* owned by the core; valid until the next call */
 
 enum gossip_event_type {
-	GOSSIP_EV_JOIN,      /* a member appeared (alive) */
+	GOSSIP_EV_JOIN,      /* a member appeared (alive), or a left member
+				came back as a new process (larger id) */
 	GOSSIP_EV_UPDATE,    /* its address or tags changed */
 	GOSSIP_EV_SUSPECT,   /* alive -> suspect */
-	GOSSIP_EV_ALIVE,     /* suspect/failed -> alive (refuted, or came back) */
+	GOSSIP_EV_ALIVE,     /* suspect/failed -> alive (refuted, or came back,
+				restarted or not) */
 	GOSSIP_EV_FAILED,    /* -> failed */
 	GOSSIP_EV_LEFT,      /* -> left */
-	GOSSIP_EV_REAP,      /* tombstone forgotten after reconnect_timeout */
+	GOSSIP_EV_REAP,      /* tombstone forgotten after reconnect_timeout,
+				or evicted to make room (members_max) */
 	GOSSIP_EV_USER,      /* newer user data from a member */
 	GOSSIP_EV_SYNC,      /* a push-pull we started finished (ok or not) */
 	GOSSIP_EV_CONFLICT,  /* someone else claims our name (newer id) */
@@ -197,7 +234,10 @@ int gossip_set_tags(struct gossip *g, const struct gossip_tags *tags, uint64_t n
  * bytes, at most GOSSIP_USER_KEYS distinct keys): stored in our member
  * record with a version that grows by one each call, piggybacked and
  * carried by push-pull.  Receivers keep the highest version per (member,
- * key) and raise GOSSIP_EV_USER.  Returns 0, -EINVAL, -ENOSPC, -EMSGSIZE.
+ * key) and raise GOSSIP_EV_USER.  User data belongs to one process: it
+ * travels with our id, receivers apply it only while that id is the one
+ * they know for us, and forget it when they learn a newer process of our
+ * name.  Returns 0, -EINVAL, -ENOSPC, -EMSGSIZE.
  */
 int gossip_set_user(struct gossip *g, const char *key, const void *data, size_t len,
 		    uint64_t now);
@@ -245,8 +285,13 @@ struct gossip_stats {
 	uint64_t unknown_messages;  /* messages of unknown type skipped */
 	uint64_t broadcasts_dropped;/* queue bound reached */
 	uint64_t pushpulls;         /* push-pull exchanges completed */
-	uint64_t members_refused;   /* members_max reached */
+	uint64_t members_refused;   /* members_max reached, no tombstone to evict */
 	uint32_t health;            /* Lifeguard local health score, 0 = healthy */
+	/* (added later; all counters) */
+	uint64_t implausible;       /* incarnations/versions past GOSSIP_INC_JUMP_MAX */
+	uint64_t user_stale;        /* user data of another process than known, dropped */
+	uint64_t pushpull_omitted_members;  /* records left out to fit stream_max */
+	uint64_t pushpull_omitted_user;     /* user entries left out to fit stream_max */
 };
 void gossip_stats_get(const struct gossip *g, struct gossip_stats *out);
 

@@ -290,10 +290,15 @@ static int pack_msg(msgpack_packer *pk, const struct gossip_msg *m)
 		return pack_head(pk, 4, m->type) ||
 		       pack_nid(pk, m->u.leave.node, m->u.leave.incarnation, m->u.leave.id);
 	case GOSSIP_MSG_USER:
-		return pack_head(pk, 5, m->type) || pack_kstr(pk, 'n', m->u.user.origin) ||
+		/* "d" came later (a restarted process must not inherit the old
+		 * one's data); left out when 0, so that such a message has the
+		 * bytes it always had. */
+		return pack_head(pk, m->u.user.id ? 6 : 5, m->type) ||
+		       pack_kstr(pk, 'n', m->u.user.origin) ||
 		       pack_kstr(pk, 'k', m->u.user.key) ||
 		       pack_kuint(pk, 'r', m->u.user.version) || pack_key(pk, 'b') ||
-		       pack_bin(pk, m->u.user.data);
+		       pack_bin(pk, m->u.user.data) ||
+		       (m->u.user.id && pack_kuint(pk, 'd', m->u.user.id));
 	}
 	return -1;
 }
@@ -791,7 +796,7 @@ static const char *msg_keys(enum gossip_msg_type t)
 	case GOSSIP_MSG_LEAVE:
 		return "tnid";
 	case GOSSIP_MSG_USER:
-		return "tnkrb";
+		return "tnkrbd";
 	}
 	return NULL;
 }
@@ -879,6 +884,8 @@ static int decode_msg(struct dec *d, const msgpack_object *o, size_t i, struct g
 			r = get_uint(d, &f, 'r', true, UINT64_MAX, &m->u.user.version);
 		if (!r)
 			r = get_bin(d, &f, 'b', GOSSIP_USER_DATA_MAX, &m->u.user.data);
+		if (!r)
+			r = get_uint(d, &f, 'd', false, UINT64_MAX, &m->u.user.id);
 		break;
 	}
 	return r;

@@ -33,7 +33,12 @@
  *                 "f" from:str
  *   8 leave       "n" node:str  "i" incarnation:uint  "d" id:uint
  *   9 user        "n" origin:str  "k" key:str  "r" version:uint
- *                 "b" data:bin
+ *                 "b" data:bin  ["d" origin id:uint]
+ *
+ *   The user message's "d" (added after the first release, optional) is
+ *   the id of the origin's process that wrote the data: receivers apply it
+ *   only to that process (gossip/core.c).  The encoder leaves it out when
+ *   0; a missing "d" decodes as 0, "not known" (an older sender).
  *
  * A push-pull exchange (over a sealed TCP frame) is one msgpack map:
  *
@@ -137,6 +142,7 @@ struct gossip_msg {
 			struct gossip_bytes key;
 			uint64_t version;
 			struct gossip_bytes data;
+			uint64_t id;      /* origin's process; 0 = not known */
 		} user;
 	} u;
 };
@@ -187,7 +193,8 @@ struct gossip_packet {
 
 /*
  * Decodes the packet in @buf (@len bytes) into @out.  Only a transient
- * msgpack zone is allocated (freed before return); every gossip_bytes in @out points into @buf, which must outlive @out.
+ * msgpack zone is allocated (freed before return); every gossip_bytes in
+ * @out points into @buf, which must outlive @out.
  * Returns 0, or -EBADMSG (malformed; @err, if not NULL, gets a NUL-
  * terminated reason naming the field, at most @errlen bytes), or
  * -EPROTONOSUPPORT when "v" is below GOSSIP_PROTO_MIN.  A packet with more

@@ -13,6 +13,7 @@
  * step costs one scan of N integers plus the core's own work.
  */
 #include "tests/fake/fakenet.h"
+#include "gossip/seal.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -24,6 +25,10 @@
 #define STEPS_MAX 200000000ULL
 #define START_MS 1000000ULL
 #define STREAM_FAIL_MS 1000   /* how long a refused/unreachable stream takes */
+/* A push-pull message fits the agent's stream frame (FRAME_MAX in
+ * cmd/agent.c) once sealed: kind byte + seal overhead + payload. */
+#define FRAME_MAX (1024 * 1024)
+#define FRAME_FITS(len) ((len) + 1 + SEAL_OVERHEAD_MAX <= FRAME_MAX)
 
 enum item_kind { ITEM_PACKET, ITEM_STREAM_REQ, ITEM_STREAM_RESP, ITEM_STREAM_FAIL };
 
@@ -348,7 +353,9 @@ static void stream_request(void *ctx, uint64_t id, const char *addr, const uint8
 	struct item *it;
 
 	f->stats.streams++;
-	if (t < 0) {
+	if (!FRAME_FITS(len))
+		f->stats.streams_oversize++;
+	if (t < 0 || !FRAME_FITS(len)) {
 		it = item_new(f, ITEM_STREAM_FAIL, nd->idx, nd->idx, NULL, 0,
 			      f->now + STREAM_FAIL_MS);
 	} else {
@@ -504,6 +511,7 @@ static void deliver(struct fakenet *f, struct item *it)
 {
 	struct fnode *to = &f->nodes[it->to];
 	struct fnode *from = &f->nodes[it->from];
+	int rc;
 
 	switch (it->kind) {
 	case ITEM_PACKET:
@@ -512,8 +520,13 @@ static void deliver(struct fakenet *f, struct item *it)
 		break;
 	case ITEM_STREAM_REQ:
 		f->resp.len = 0;
-		if (gossip_stream_serve(to->g, from->name, it->data, it->len, &f->resp,
-					f->now) == 0) {
+		rc = gossip_stream_serve(to->g, from->name, it->data, it->len, &f->resp, f->now);
+		if (rc == 0 && !FRAME_FITS(f->resp.len)) {
+			/* The transport refuses to frame the answer. */
+			f->stats.streams_oversize++;
+			rc = -EMSGSIZE;
+		}
+		if (rc == 0) {
 			struct item *r = item_new(f, ITEM_STREAM_RESP, it->to, it->from,
 						  f->resp.data, f->resp.len,
 						  f->now + latency(f));

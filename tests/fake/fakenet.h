@@ -11,8 +11,10 @@
  * because their target was killed.  Push-pull streams are delivered to the
  * target's gossip_stream_serve() and the answer comes back through
  * gossip_stream_done(), or gossip_stream_failed() when the target is dead
- * or cut off.  A "starved" node gets the CPU only at multiples of a
- * period: its due timers run then, and only then does it read what
+ * or cut off, or when the request or the answer would not fit the agent's
+ * stream frame once sealed (1 MiB, as gossip/transport.c enforces).  A
+ * "starved" node gets the CPU only at multiples of a period: its due
+ * timers run then, and only then does it read what
  * arrived in the meantime (timers before I/O, as libuv does).
  *
  * Every membership event of every node is recorded as (observer, subject,
@@ -155,6 +157,7 @@ uint64_t fakenet_lost_ping_first(const struct fakenet *f, size_t j, size_t *send
 struct fakenet_stats {
 	uint64_t sent, delivered, lost, blocked, filtered, to_dead, bytes;
 	uint64_t streams, streams_failed;
+	uint64_t streams_oversize;   /* requests/answers over the frame bound */
 };
 void fakenet_stats_get(const struct fakenet *f, struct fakenet_stats *out);
 

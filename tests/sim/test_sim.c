@@ -2,7 +2,10 @@
  * tests/sim/test_sim.c - whole clusters of gossip cores in fake time
  * (tests/fake/fakenet.h): joining, failure detection with both sides of
  * every timing edge, refutation, loss, a starved node, partitions,
- * leave, metadata, restarts, user data and malformed input.
+ * leave, metadata, restarts, user data and malformed input; and the
+ * review's findings: user data across restarts, tombstone eviction,
+ * incarnation bounds, the push-pull size bound, re-suspicion, one-shot
+ * fan-outs and a left member's return.
  *
  * Every test is seeded: MERIDIAN_SEED (decimal or 0x...) if set, else a
  * fixed default, printed at the start of each test so that any failure
@@ -1083,6 +1086,644 @@ START_TEST(test_profiles)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ */
+/* Review findings: restarts, bounds, incarnations, fan-outs           */
+/* ------------------------------------------------------------------ */
+
+/* Encodes @m alone into a packet and hands it to node @to from @from. */
+static void inject_msg(struct fakenet *f, size_t from, size_t to, const struct gossip_msg *m)
+{
+	struct gossip_encoder *e = gossip_encoder_new(GOSSIP_PACKET_MAX);
+	const uint8_t *buf;
+	size_t len;
+
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(gossip_encoder_add(e, m), 0);
+	ck_assert_int_eq(gossip_encoder_finish(e, &buf, &len), 0);
+	fakenet_inject(f, from, to, buf, len);
+	gossip_encoder_delete(e);
+}
+
+static struct gossip_msg accuse_msg(enum gossip_msg_type type, const char *node, uint64_t inc,
+				    uint64_t id, const char *from)
+{
+	struct gossip_msg m = { .type = type };
+
+	m.u.suspect.node = (struct gossip_bytes){ node, (uint32_t)strlen(node) };
+	m.u.suspect.incarnation = inc;
+	m.u.suspect.id = id;
+	m.u.suspect.from = (struct gossip_bytes){ from, (uint32_t)strlen(from) };
+	return m;
+}
+
+static struct gossip_msg alive_msg(const char *node, uint64_t inc, uint64_t id, const char *addr)
+{
+	struct gossip_msg m = { .type = GOSSIP_MSG_ALIVE };
+
+	m.u.alive.node = (struct gossip_bytes){ node, (uint32_t)strlen(node) };
+	m.u.alive.incarnation = inc;
+	m.u.alive.id = id;
+	m.u.alive.addr = (struct gossip_bytes){ addr, (uint32_t)strlen(addr) };
+	gossip_tags_clear(&m.u.alive.tags);
+	return m;
+}
+
+static struct gossip_stats stats_of(struct fakenet *f, size_t i)
+{
+	struct gossip_stats s;
+
+	gossip_stats_get(fakenet_core(f, i), &s);
+	return s;
+}
+
+/* Drops every datagram to node 5 that carries an alive about n1. */
+static bool drop_alive_n1_to_5(void *ctx, size_t from, size_t to, const struct gossip_packet *p)
+{
+	(void)ctx;
+	(void)from;
+	if (to != 5)
+		return false;
+	for (size_t i = 0; i < p->count; i++) {
+		if (p->msgs[i].type == GOSSIP_MSG_ALIVE && p->msgs[i].u.alive.node.len == 2 &&
+		    memcmp(p->msgs[i].u.alive.node.ptr, "n1", 2) == 0)
+			return true;
+	}
+	return false;
+}
+
+/* Nobody who knows n1 as process @id holds the old process's key "old". */
+static void assert_no_stale_user(struct fakenet *f, uint64_t id, bool all_know)
+{
+	for (size_t i = 0; i < fakenet_size(f); i++) {
+		const struct gossip_member *m = gossip_member_find(fakenet_core(f, i), "n1");
+
+		ck_assert_ptr_nonnull(m);
+		if (all_know)
+			ck_assert_uint_eq(gossip_member_id(m), id);
+		if (gossip_member_id(m) == id)
+			ck_assert_msg(!gossip_member_user(m, "old", NULL, NULL),
+				      "n%zu holds the old process's user data for n1", i);
+	}
+}
+
+/*
+ * A process's user data dies with it.  n1 publishes "old", is killed and
+ * restarted at once (the new process never sets "old").  n5 misses every
+ * alive of the new process, so it still holds the old process and its
+ * data; when n5 push-pulls with n0 that record must not plant the old
+ * data on the new process, there or anywhere it spreads.
+ */
+START_TEST(test_user_restart)
+{
+	uint64_t seed = seed_of("user_restart");
+	struct gossip_config c = profile("lan");
+	struct fakenet *f = cluster_up(6, &c, seed, 10000, NULL);
+	uint64_t old_id, new_id, v = 0;
+
+	fakenet_run_for(f, 5000);
+	ck_assert_int_eq(gossip_set_user(fakenet_core(f, 1), "old", "stale", 5, fakenet_now(f)),
+			 0);
+	fakenet_run_for(f, 10000);
+	ck_assert_ptr_nonnull(gossip_member_user(gossip_member_find(fakenet_core(f, 5), "n1"),
+						 "old", NULL, NULL));
+	old_id = gossip_member_id(gossip_self(fakenet_core(f, 1)));
+	fakenet_kill(f, 1);
+	fakenet_run_for(f, 300);
+	fakenet_set_filter(f, drop_alive_n1_to_5, NULL);
+	fakenet_restart(f, 1, 0);
+	new_id = gossip_member_id(gossip_self(fakenet_core(f, 1)));
+	fakenet_run_for(f, 2000);
+	assert_no_stale_user(f, new_id, false);
+	/* What a member that missed the restart (n5, say) sends in a push-pull:
+	 * the old process with its data. */
+	struct gossip_member_record r = { .node = { "n1", 2 }, .incarnation = 3,
+					  .id = old_id, .addr = { "10.0.0.1:7946", 12 },
+					  .status = GOSSIP_ALIVE, .user_count = 1 };
+	struct gossip_buf req = { 0 }, resp = { 0 };
+
+	r.user[0] = (struct gossip_user_record){ { "old", 3 }, 1, { "stale", 5 } };
+	gossip_tags_clear(&r.tags);
+	ck_assert_int_eq(gossip_state_encode(&req, false, &r, 1), 0);
+	ck_assert_int_eq(gossip_stream_serve(fakenet_core(f, 0), "n5", req.data, req.len, &resp,
+					     fakenet_now(f)), 0);
+	gossip_buf_free(&req);
+	gossip_buf_free(&resp);
+	assert_no_stale_user(f, new_id, false);
+	ck_assert_uint_eq(stats_of(f, 0).user_stale, 1);
+	fakenet_join(f, 5, 0);   /* and n5's own record of n1 reaches n0 */
+	fakenet_run_for(f, 1000);
+	assert_no_stale_user(f, new_id, false);
+	fakenet_run_for(f, 60000);
+	fakenet_set_filter(f, NULL, NULL);
+	fakenet_run_for(f, 5 * 60000);
+	assert_no_stale_user(f, new_id, true);
+
+	/* User messages say whose they are.  The new process's own data
+	 * spreads; data stamped with another process of n1 is dropped, an
+	 * older one's as stale, a newer one's (unknown yet) as well; a
+	 * message without an id (an older sender) means the process known. */
+	ck_assert_int_eq(gossip_set_user(fakenet_core(f, 1), "new", "x", 1, fakenet_now(f)), 0);
+	fakenet_run_for(f, 5000);
+	ck_assert_ptr_nonnull(gossip_member_user(gossip_member_find(fakenet_core(f, 3), "n1"),
+						 "new", NULL, &v));
+	ck_assert_uint_eq(v, 1);
+
+	struct gossip_msg m = { .type = GOSSIP_MSG_USER };
+	uint64_t stale0 = stats_of(f, 3).user_stale;
+
+	m.u.user.origin = (struct gossip_bytes){ "n1", 2 };
+	m.u.user.key = (struct gossip_bytes){ "new", 3 };
+	m.u.user.data = (struct gossip_bytes){ "y", 1 };
+	m.u.user.version = 5;
+	m.u.user.id = new_id - 1;
+	inject_msg(f, 2, 3, &m);
+	m.u.user.id = new_id + 1;
+	inject_msg(f, 2, 3, &m);
+	gossip_member_user(gossip_member_find(fakenet_core(f, 3), "n1"), "new", NULL, &v);
+	ck_assert_uint_eq(v, 1);
+	ck_assert_uint_eq(stats_of(f, 3).user_stale, stale0 + 2);
+	m.u.user.id = 0;
+	inject_msg(f, 2, 3, &m);
+	gossip_member_user(gossip_member_find(fakenet_core(f, 3), "n1"), "new", NULL, &v);
+	ck_assert_uint_eq(v, 5);
+	m.u.user.id = new_id;
+	m.u.user.version = 6;
+	inject_msg(f, 2, 3, &m);
+	gossip_member_user(gossip_member_find(fakenet_core(f, 3), "n1"), "new", NULL, &v);
+	ck_assert_uint_eq(v, 6);
+	/* The old process's data reaching the new process itself: it only
+	 * re-asserts itself, and keeps its own version. */
+	m.u.user.id = new_id - 1;
+	m.u.user.version = 50;
+	inject_msg(f, 2, 1, &m);
+	gossip_member_user(gossip_self(fakenet_core(f, 1)), "new", NULL, &v);
+	ck_assert_uint_lt(v, 50);
+	fakenet_delete(f);
+}
+END_TEST
+
+static void inject_fake_alive(struct fakenet *f, size_t to, const char *name)
+{
+	struct gossip_msg a = alive_msg(name, 0, 5, "10.9.9.9:1");
+
+	inject_msg(f, 1, to, &a);
+}
+
+/*
+ * members_max counts tombstones, but they never keep a live member out:
+ * a full table forgets its oldest tombstone, a left one before any
+ * failed one; only a table full of live members refuses (and counts).
+ */
+START_TEST(test_members_evict)
+{
+	uint64_t seed = seed_of("members_evict");
+	struct gossip_config c = profile("lan");
+	struct fakenet *f;
+
+	c.members_max = 6;
+	f = fakenet_new_config(6, &c, seed);
+	for (size_t i = 1; i < 4; i++) {
+		fakenet_join(f, i, 0);
+		fakenet_run_for(f, 10);
+	}
+	fakenet_run_for(f, 5000);
+	/* Two members that never answer: failed tombstones everywhere. */
+	for (size_t i = 0; i < 4; i++) {
+		inject_fake_alive(f, i, "z2");
+		inject_fake_alive(f, i, "z1");
+	}
+	fakenet_run_for(f, 120000);
+	/* z1 then says goodbye (after it failed): a newer, left tombstone. */
+	struct gossip_msg l = { .type = GOSSIP_MSG_LEAVE };
+
+	l.u.leave.node = (struct gossip_bytes){ "z1", 2 };
+	l.u.leave.incarnation = 1;
+	l.u.leave.id = 5;
+	for (size_t i = 0; i < 4; i++)
+		inject_msg(f, 1, i, &l);
+	for (size_t i = 0; i < 4; i++) {
+		struct gossip *g = fakenet_core(f, i);
+
+		ck_assert_uint_eq(gossip_member_count(g), 6);
+		ck_assert_uint_eq(gossip_live_count(g), 4);
+		ck_assert_int_eq(gossip_member_status(gossip_member_find(g, "z1")), GOSSIP_LEFT);
+		ck_assert_int_eq(gossip_member_status(gossip_member_find(g, "z2")), GOSSIP_FAILED);
+	}
+
+	/* n4 joins: each full table forgets z1 (left beats older failed). */
+	fakenet_join(f, 4, 0);
+	fakenet_run_for(f, 10000);
+	for (size_t i = 0; i < 5; i++) {
+		struct gossip *g = fakenet_core(f, i);
+
+		ck_assert_int_eq(fakenet_status(f, i, 4), GOSSIP_ALIVE);
+		ck_assert_uint_eq(gossip_live_count(g), 5);
+		ck_assert_ptr_null(gossip_member_find(g, "z1"));
+		if (i < 4)
+			ck_assert_ptr_nonnull(gossip_member_find(g, "z2"));
+		ck_assert_uint_eq(stats_of(f, i).members_refused, 0);
+	}
+	/* n5 joins: now z2 goes. */
+	fakenet_join(f, 5, 0);
+	ck_assert(fakenet_run_until_cond(f, fakenet_now(f) + 10000, cond_converged, NULL));
+	for (size_t i = 0; i < 6; i++) {
+		ck_assert_ptr_null(gossip_member_find(fakenet_core(f, i), "z2"));
+		ck_assert_uint_eq(gossip_live_count(fakenet_core(f, i)), 6);
+		ck_assert_uint_eq(stats_of(f, i).members_refused, 0);
+	}
+	/* Six live members in a table of six: a seventh is refused, counted. */
+	inject_fake_alive(f, 0, "z3");
+	ck_assert_ptr_null(gossip_member_find(fakenet_core(f, 0), "z3"));
+	ck_assert_uint_eq(stats_of(f, 0).members_refused, 1);
+	fakenet_run_for(f, 10000);
+	ck_assert(fakenet_converged(f));
+	fakenet_delete(f);
+}
+END_TEST
+
+/*
+ * Incarnations never saturate: an (authenticated) suspicion at 2^64 - 1
+ * is ignored and counted by its subject and by everybody else, as is any
+ * jump of more than GOSSIP_INC_JUMP_MAX; a leave afterwards still wins.
+ */
+START_TEST(test_incarnation_bounds)
+{
+	uint64_t seed = seed_of("incarnation_bounds");
+	struct gossip_config c = profile("lan");
+	struct fakenet *f = cluster_up(5, &c, seed, 10000, NULL);
+	uint64_t id2, id3, inc;
+
+	fakenet_run_for(f, 5000);
+	id2 = gossip_member_id(gossip_self(fakenet_core(f, 2)));
+	id3 = gossip_member_id(gossip_self(fakenet_core(f, 3)));
+
+	struct gossip_msg s = accuse_msg(GOSSIP_MSG_SUSPECT, "n2", UINT64_MAX, id2, "n1");
+
+	inject_msg(f, 1, 2, &s);
+	ck_assert_uint_eq(gossip_member_incarnation(gossip_self(fakenet_core(f, 2))), 0);
+	ck_assert_uint_eq(stats_of(f, 2).implausible, 1);
+	inject_msg(f, 1, 0, &s);
+	ck_assert_int_eq(fakenet_status(f, 0, 2), GOSSIP_ALIVE);
+	struct gossip_msg a = alive_msg("n2", UINT64_MAX, id2, fakenet_addr(f, 2));
+
+	inject_msg(f, 1, 0, &a);
+	s = accuse_msg(GOSSIP_MSG_DEAD, "n2", GOSSIP_INC_JUMP_MAX + 1, id2, "n1");
+	inject_msg(f, 1, 0, &s);
+	ck_assert_uint_eq(fakenet_incarnation(f, 0, 2), 0);
+	ck_assert_int_eq(fakenet_status(f, 0, 2), GOSSIP_ALIVE);
+	ck_assert_uint_eq(stats_of(f, 0).implausible, 3);
+
+	/* About itself a member believes half the bound, so that its
+	 * refutation stays within the bound of all who missed the accusation;
+	 * the rest of them do too. */
+	s = accuse_msg(GOSSIP_MSG_SUSPECT, "n3", GOSSIP_INC_JUMP_MAX / 2 + 1, id3, "n1");
+	inject_msg(f, 1, 3, &s);
+	ck_assert_uint_eq(gossip_member_incarnation(gossip_self(fakenet_core(f, 3))), 0);
+	ck_assert_uint_eq(stats_of(f, 3).implausible, 1);
+	s = accuse_msg(GOSSIP_MSG_SUSPECT, "n3", GOSSIP_INC_JUMP_MAX / 2, id3, "n1");
+	inject_msg(f, 1, 3, &s);
+	ck_assert_uint_eq(gossip_member_incarnation(gossip_self(fakenet_core(f, 3))),
+			  GOSSIP_INC_JUMP_MAX / 2 + 1);
+	fakenet_run_for(f, 10000);
+	ck_assert(fakenet_converged(f));
+	for (size_t i = 0; i < 5; i++) {
+		if (i != 3)
+			ck_assert_uint_eq(fakenet_incarnation(f, i, 3),
+					  GOSSIP_INC_JUMP_MAX / 2 + 1);
+		if (i != 2)
+			ck_assert_uint_eq(fakenet_incarnation(f, i, 2), 0);
+	}
+
+	/* The leave still outbids everything said about n2. */
+	fakenet_leave(f, 2);
+	inc = gossip_member_incarnation(gossip_self(fakenet_core(f, 2)));
+	ck_assert_uint_eq(inc, 1);
+	fakenet_run_for(f, c.leave_propagate_ms);
+	fakenet_kill(f, 2);
+	fakenet_run_for(f, 120000);
+	for (size_t i = 0; i < 5; i++) {
+		if (i != 2)
+			ck_assert_int_eq(fakenet_status(f, i, 2), GOSSIP_LEFT);
+	}
+	fakenet_delete(f);
+}
+END_TEST
+
+/*
+ * A suspicion of a newer incarnation of a member we already suspect is a
+ * new suspicion: its timer starts then, not when the refuted one began.
+ * n0 hears nothing but what the test hands it; three members are too few
+ * for confirmations, so every timer is the minimum (4 s).
+ */
+START_TEST(test_suspect_newer_incarnation)
+{
+	uint64_t seed = seed_of("suspect_newer_incarnation");
+	struct gossip_config c = profile("lan");
+	struct fakenet *f = cluster_up(3, &c, seed, 10000, NULL);
+	const uint64_t min = (uint64_t)c.suspicion_mult * c.probe_interval;
+	uint64_t id1, t0, t1;
+
+	fakenet_run_for(f, 5000);
+	id1 = gossip_member_id(gossip_self(fakenet_core(f, 1)));
+	fakenet_block(f, 1, 0);   /* datagrams and push-pulls alike */
+	fakenet_block(f, 2, 0);
+	t0 = fakenet_now(f);
+	struct gossip_msg s = accuse_msg(GOSSIP_MSG_SUSPECT, "n1", 0, id1, "n2");
+
+	inject_msg(f, 2, 0, &s);
+	ck_assert_int_eq(fakenet_status(f, 0, 1), GOSSIP_SUSPECT);
+	fakenet_run_until(f, t0 + min - 1000);
+	t1 = fakenet_now(f);
+	s = accuse_msg(GOSSIP_MSG_SUSPECT, "n1", 1, id1, "n2");
+	inject_msg(f, 2, 0, &s);
+	ck_assert_uint_eq(fakenet_incarnation(f, 0, 1), 1);
+	fakenet_run_until(f, t0 + min + 500);
+	ck_assert_int_eq(fakenet_status(f, 0, 1), GOSSIP_SUSPECT);
+	fakenet_run_until(f, t1 + min - 1);
+	ck_assert_int_eq(fakenet_status(f, 0, 1), GOSSIP_SUSPECT);
+	fakenet_run_until(f, t1 + min);
+	ck_assert_int_eq(fakenet_status(f, 0, 1), GOSSIP_FAILED);
+	fakenet_delete(f);
+}
+END_TEST
+
+struct fan_ctx {
+	struct fakenet *f;
+	size_t node;              /* watched sender */
+	enum gossip_msg_type type;
+	uint64_t at;              /* only packets sent at this time (FAKENET_NEVER: any) */
+	size_t alone, mixed;      /* packets opening with such a message, by size */
+};
+
+/* Packets from ctx->node that open with a ctx->type message naming the
+ * sender itself (its leave, its alive, its own "dead" declaration). */
+static bool watch_fanout(void *vc, size_t from, size_t to, const struct gossip_packet *p)
+{
+	struct fan_ctx *c = vc;
+	const char *me = fakenet_name(c->f, from);
+	const struct gossip_bytes *who;
+
+	(void)to;
+	if ((c->node != SIZE_MAX && from != c->node) || !p->count || p->msgs[0].type != c->type ||
+	    (c->at != FAKENET_NEVER && fakenet_now(c->f) != c->at))
+		return false;
+	who = c->type == GOSSIP_MSG_LEAVE ? &p->msgs[0].u.leave.node
+	      : c->type == GOSSIP_MSG_ALIVE ? &p->msgs[0].u.alive.node
+					    : &p->msgs[0].u.dead.from;
+	if (who->len != strlen(me) || memcmp(who->ptr, me, who->len) != 0)
+		return false;
+	if (p->count == 1)
+		c->alone++;
+	else
+		c->mixed++;
+	return false;
+}
+
+/*
+ * One-shot fan-outs (a leave, a first declarer's "dead", a joiner's
+ * announcement) go to every member: each packet carries its own message
+ * only, so that queued gossip is not spent on the first few members in
+ * table order.
+ */
+START_TEST(test_fanout_alone)
+{
+	uint64_t seed = seed_of("fanout_alone");
+	struct gossip_config c = profile("lan");
+	struct fakenet *f = cluster_up(10, &c, seed, 10000, NULL);
+	struct fan_ctx fc = { .f = f, .node = 3, .type = GOSSIP_MSG_LEAVE };
+
+	fakenet_run_for(f, 5000);
+	/* Something to piggyback: fresh news in n3's queue. */
+	ck_assert_int_eq(gossip_set_user(fakenet_core(f, 3), "k", "v", 1, fakenet_now(f)), 0);
+	fc.at = fakenet_now(f);
+	fakenet_set_filter(f, watch_fanout, &fc);
+	fakenet_leave(f, 3);
+	ck_assert_uint_eq(fc.alone, 9);
+	ck_assert_uint_eq(fc.mixed, 0);
+	fakenet_delete(f);
+
+	/* Without gossip rounds, a packet that opens with the sender's own
+	 * "dead" or its own alive is a fan-out. */
+	c.gossip_interval = 3600 * 1000;
+	f = cluster_up(10, &c, seed, 10000, NULL);
+	fakenet_run_for(f, 5000);
+	fc = (struct fan_ctx){ .f = f, .node = SIZE_MAX, .type = GOSSIP_MSG_DEAD,
+			       .at = FAKENET_NEVER };
+	fakenet_set_filter(f, watch_fanout, &fc);
+	fakenet_kill(f, 7);
+	struct see_ctx sc = { .node = 7, .status = GOSSIP_FAILED };
+
+	ck_assert(fakenet_run_until_cond(f, fakenet_now(f) + 60000, cond_all_see, &sc));
+	ck_assert_uint_eq(fc.alone, 8);
+	ck_assert_uint_eq(fc.mixed, 0);
+
+	fc = (struct fan_ctx){ .f = f, .node = 7, .type = GOSSIP_MSG_ALIVE, .at = FAKENET_NEVER };
+	fakenet_events_reset(f);
+	fakenet_restart(f, 7, 0);
+	ck_assert(fakenet_run_until_cond(f, fakenet_now(f) + 10000, cond_converged, NULL));
+	ck_assert_uint_eq(fakenet_joined(f, 7), 1);
+	ck_assert_uint_eq(fc.alone, 9);
+	ck_assert_uint_eq(fc.mixed, 0);
+	fakenet_delete(f);
+}
+END_TEST
+
+/* A left member that comes back as a new process is a new member. */
+START_TEST(test_leave_rejoin)
+{
+	uint64_t seed = seed_of("leave_rejoin");
+	struct gossip_config c = profile("lan");
+	struct fakenet *f = cluster_up(6, &c, seed, 10000, NULL);
+	struct see_ctx sc = { .node = 4, .status = GOSSIP_LEFT };
+
+	fakenet_run_for(f, 5000);
+	fakenet_leave(f, 4);
+	ck_assert(fakenet_run_until_cond(f, fakenet_now(f) + 5000, cond_all_see, &sc));
+	fakenet_run_for(f, c.leave_propagate_ms);
+	fakenet_kill(f, 4);
+	fakenet_run_for(f, 10000);
+	fakenet_events_reset(f);
+	fakenet_restart(f, 4, 0);
+	ck_assert(fakenet_run_until_cond(f, fakenet_now(f) + 10000, cond_converged, NULL));
+	fakenet_run_for(f, 5000);
+	ck_assert_uint_eq(fakenet_event_total(f, 4, GOSSIP_EV_JOIN), 5);
+	ck_assert_uint_eq(fakenet_event_total(f, 4, GOSSIP_EV_ALIVE), 0);
+	ck_assert_uint_eq(fakenet_event_total(f, 4, GOSSIP_EV_UPDATE), 0);
+	fakenet_delete(f);
+}
+END_TEST
+
+/*
+ * Serves node @i a push-pull request of @n made-up members named
+ * <prefix>NNNN, status @status, each with @users user keys of
+ * GOSSIP_USER_DATA_MAX bytes: a big cluster's state without the cluster.
+ */
+static void stuff_state(struct fakenet *f, size_t i, const char *prefix, size_t n, size_t users,
+			enum gossip_status status)
+{
+	static const char *keys[GOSSIP_USER_KEYS] = { "k0", "k1", "k2", "k3" };
+	static uint8_t data[GOSSIP_USER_DATA_MAX];
+	struct gossip_member_record *r = calloc(n, sizeof(*r));
+	char(*names)[32] = calloc(n, 32);
+	struct gossip_buf req = { 0 }, resp = { 0 };
+
+	ck_assert(r && names && users <= GOSSIP_USER_KEYS);
+	memset(data, 'u', sizeof(data));
+	for (size_t k = 0; k < n; k++) {
+		snprintf(names[k], 32, "%s%04zu", prefix, k);
+		r[k].node = (struct gossip_bytes){ names[k], (uint32_t)strlen(names[k]) };
+		r[k].addr = (struct gossip_bytes){ "10.200.0.1:7946", 15 };
+		r[k].id = 7;
+		r[k].incarnation = 1;
+		r[k].status = status;
+		gossip_tags_clear(&r[k].tags);
+		gossip_tags_set(&r[k].tags, "region", "iad");
+		r[k].user_count = users;
+		for (size_t u = 0; u < users; u++)
+			r[k].user[u] = (struct gossip_user_record){
+				{ keys[u], 2 }, 1, { (const char *)data, sizeof(data) }
+			};
+	}
+	ck_assert_int_eq(gossip_state_encode(&req, false, r, n), 0);
+	ck_assert_int_eq(gossip_stream_serve(fakenet_core(f, i), "x", req.data, req.len, &resp,
+					     fakenet_now(f)), 0);
+	gossip_buf_free(&req);
+	gossip_buf_free(&resp);
+	free(r);
+	free(names);
+}
+
+struct state_count {
+	size_t records, live, left, users, with_users, by_prefix[128], first_is_self;
+	const char *self;
+};
+
+static int count_record(void *ctx, const struct gossip_member_record *r)
+{
+	struct state_count *c = ctx;
+
+	if (c->records == 0 && r->node.len == strlen(c->self) &&
+	    memcmp(r->node.ptr, c->self, r->node.len) == 0)
+		c->first_is_self = 1;
+	c->records++;
+	c->live += r->status == GOSSIP_ALIVE || r->status == GOSSIP_SUSPECT;
+	c->left += r->status == GOSSIP_LEFT;
+	c->users += r->user_count;
+	c->with_users += r->user_count == GOSSIP_USER_KEYS;
+	c->by_prefix[(unsigned char)r->node.ptr[0] & 127]++;
+	return 0;
+}
+
+/* Node @i's answer to an empty push-pull request, counted; its length in
+ * *@len. */
+static struct state_count answer_of(struct fakenet *f, size_t i, size_t *len)
+{
+	struct state_count c = { .self = fakenet_name(f, i) };
+	struct gossip_buf req = { 0 }, resp = { 0 };
+	bool join;
+
+	ck_assert_int_eq(gossip_state_encode(&req, false, NULL, 0), 0);
+	ck_assert_int_eq(gossip_stream_serve(fakenet_core(f, i), "x", req.data, req.len, &resp,
+					     fakenet_now(f)), 0);
+	ck_assert_int_eq(gossip_state_decode(resp.data, resp.len, &join, count_record, &c, NULL,
+					     0), 0);
+	*len = resp.len;
+	gossip_buf_free(&req);
+	gossip_buf_free(&resp);
+	return c;
+}
+
+/*
+ * A push-pull state never outgrows the stream frame: past stream_max the
+ * state leaves out tombstones (oldest first), then user data, and always
+ * carries the live members.  1000 members with 1 KiB of user data each
+ * (1.15 MB of state) still let a newcomer join through a 1 MiB frame.
+ */
+START_TEST(test_stream_bound)
+{
+	uint64_t seed = seed_of("stream_bound");
+	struct gossip_config c = profile("lan");
+	struct fakenet *f = fakenet_new_config(2, &c, seed);
+	struct gossip_stats s0, s1;
+	struct fakenet_stats fs;
+	struct state_count sc;
+	size_t len;
+
+	stuff_state(f, 0, "m", 1000, GOSSIP_USER_KEYS, GOSSIP_ALIVE);
+	stuff_state(f, 0, "t", 300, 0, GOSSIP_ALIVE);
+	stuff_state(f, 0, "t", 300, 0, GOSSIP_LEFT);
+	ck_assert_uint_eq(gossip_member_count(fakenet_core(f, 0)), 1301);
+	ck_assert_uint_eq(gossip_live_count(fakenet_core(f, 0)), 1001);
+	fakenet_join(f, 1, 0);
+	fakenet_run_for(f, 3000);
+	fakenet_stats_get(f, &fs);
+	printf("figure: stream_bound: %" PRIu64 " streams, %" PRIu64 " over the frame\n",
+	       fs.streams, fs.streams_oversize);
+	ck_assert_uint_eq(fakenet_joined(f, 1), 1);
+	ck_assert_uint_eq(gossip_live_count(fakenet_core(f, 1)), 1002);
+	ck_assert_ptr_nonnull(gossip_member_find(fakenet_core(f, 1), "m0999"));
+	ck_assert_uint_eq(fs.streams_oversize, 0);
+	gossip_stats_get(fakenet_core(f, 0), &s0);
+	sc = answer_of(f, 0, &len);
+	gossip_stats_get(fakenet_core(f, 0), &s1);
+	printf("figure: stream_bound: answer %zu bytes: %zu live, %zu left, %zu user entries\n",
+	       len, sc.live, sc.left, sc.users);
+	ck_assert_uint_le(len, GOSSIP_STREAM_MAX_DEFAULT);
+	ck_assert(sc.first_is_self);
+	ck_assert_uint_eq(sc.live, 1002);
+	ck_assert_uint_eq(sc.left, 0);
+	ck_assert_uint_gt(sc.users, 0);
+	ck_assert_uint_lt(sc.users, 4000);
+	ck_assert_uint_eq(s1.pushpull_omitted_members - s0.pushpull_omitted_members, 300);
+	ck_assert_uint_eq(s1.pushpull_omitted_user - s0.pushpull_omitted_user, 4000 - sc.users);
+	ck_assert_uint_eq(c.stream_max, GOSSIP_STREAM_MAX_DEFAULT);
+	fakenet_delete(f);
+
+	/* The order, in a small bound: live members and their user data
+	 * (11.5 KB) fit, and the newer of two batches of tombstones. */
+	c.stream_max = 16384;
+	f = fakenet_new_config(1, &c, seed);
+	stuff_state(f, 0, "m", 10, GOSSIP_USER_KEYS, GOSSIP_ALIVE);
+	stuff_state(f, 0, "o", 80, 0, GOSSIP_ALIVE);
+	stuff_state(f, 0, "o", 80, 0, GOSSIP_LEFT);
+	fakenet_run_for(f, 1000);
+	stuff_state(f, 0, "y", 80, 0, GOSSIP_ALIVE);
+	stuff_state(f, 0, "y", 80, 0, GOSSIP_LEFT);
+	gossip_stats_get(fakenet_core(f, 0), &s0);
+	sc = answer_of(f, 0, &len);
+	gossip_stats_get(fakenet_core(f, 0), &s1);
+	ck_assert_uint_le(len, 16384);
+	ck_assert(sc.first_is_self);
+	ck_assert_uint_eq(sc.live, 11);
+	ck_assert_uint_eq(sc.with_users, 10);
+	ck_assert_uint_eq(sc.by_prefix['y'], 80);
+	ck_assert_uint_lt(sc.by_prefix['o'], 80);
+	ck_assert_uint_eq(s1.pushpull_omitted_members - s0.pushpull_omitted_members,
+			  80 - sc.by_prefix['o']);
+	ck_assert_uint_eq(s1.pushpull_omitted_user, s0.pushpull_omitted_user);
+	fakenet_delete(f);
+
+	/* Smaller still: no tombstones, part of the user data. */
+	c.stream_max = 4096;
+	f = fakenet_new_config(1, &c, seed);
+	stuff_state(f, 0, "m", 10, GOSSIP_USER_KEYS, GOSSIP_ALIVE);
+	stuff_state(f, 0, "o", 80, 0, GOSSIP_ALIVE);
+	stuff_state(f, 0, "o", 80, 0, GOSSIP_LEFT);
+	gossip_stats_get(fakenet_core(f, 0), &s0);
+	sc = answer_of(f, 0, &len);
+	gossip_stats_get(fakenet_core(f, 0), &s1);
+	ck_assert_uint_le(len, 4096);
+	ck_assert_uint_eq(sc.live, 11);
+	ck_assert_uint_eq(sc.left, 0);
+	ck_assert_uint_gt(sc.with_users, 0);
+	ck_assert_uint_lt(sc.with_users, 10);
+	ck_assert_uint_eq(s1.pushpull_omitted_members - s0.pushpull_omitted_members, 80);
+	ck_assert_uint_eq(s1.pushpull_omitted_user - s0.pushpull_omitted_user,
+			  4 * (10 - sc.with_users));
+	fakenet_delete(f);
+}
+END_TEST
+
 static Suite *sim_suite(void)
 {
 	Suite *s = suite_create("sim");
@@ -1108,6 +1749,13 @@ static Suite *sim_suite(void)
 		{ "user_data", test_user_data },
 		{ "malformed", test_malformed },
 		{ "bounds_and_reap", test_bounds_and_reap },
+		{ "user_restart", test_user_restart },
+		{ "members_evict", test_members_evict },
+		{ "incarnation_bounds", test_incarnation_bounds },
+		{ "stream_bound", test_stream_bound },
+		{ "suspect_newer_incarnation", test_suspect_newer_incarnation },
+		{ "fanout_alone", test_fanout_alone },
+		{ "leave_rejoin", test_leave_rejoin },
 	};
 
 	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {

@@ -62,6 +62,7 @@ static inline bool msg_eq(const struct gossip_msg *a, const struct gossip_msg *b
 		return bytes_eq(a->u.user.origin, b->u.user.origin) &&
 		       bytes_eq(a->u.user.key, b->u.user.key) &&
 		       a->u.user.version == b->u.user.version &&
+		       a->u.user.id == b->u.user.id &&
 		       bytes_eq(a->u.user.data, b->u.user.data);
 	}
 	return false;

@@ -86,6 +86,7 @@ static size_t sample_msgs(struct gossip_msg *m)
 	m[8].u.user.origin = B("a1");
 	m[8].u.user.key = B("election.leader");
 	m[8].u.user.version = 9;
+	m[8].u.user.id = 0x0123456789abcdef;
 	m[8].u.user.data = (struct gossip_bytes){ (const char *)user_data, sizeof(user_data) };
 	return 9;
 }
@@ -258,7 +259,7 @@ static const struct spec specs[] = {
 	{ GOSSIP_MSG_ALIVE, "nidag", "suusg" },
 	{ GOSSIP_MSG_DEAD, "nidf", "suus" },
 	{ GOSSIP_MSG_LEAVE, "nid", "suu" },
-	{ GOSSIP_MSG_USER, "nkrb", "ssub" },
+	{ GOSSIP_MSG_USER, "nkrbd", "ssubu" },
 };
 
 static enum val kind_val(char kind)
@@ -383,6 +384,18 @@ static const uint8_t golden_compound[] = {
 	0xa1, 'r', 0x00, 0xa1, 'b', 0xc4, 0x00,
 };
 
+/* user {n "a", k "k", r 1, b "x", d 0x1122334455667788}: the origin's
+ * process id "d" follows the keys the message had before it. */
+static const uint8_t golden_user_id[] = {
+	0x82,
+	0xa1, 'v', 0x01,
+	0xa1, 'm', 0x91,
+	0x86, 0xa1, 't', 0x09,                          /* map, 6 pairs; user */
+	0xa1, 'n', 0xa1, 'a', 0xa1, 'k', 0xa1, 'k',
+	0xa1, 'r', 0x01, 0xa1, 'b', 0xc4, 0x01, 'x',
+	0xa1, 'd', 0xcf, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,
+};
+
 /* A push-pull state: join, one member with one user record. */
 static const uint8_t golden_state[] = {
 	0x83,
@@ -477,6 +490,36 @@ START_TEST(test_golden_compound)
 	ck_assert_uint_eq(p.count, 2);
 	ck_assert(msg_eq(&p.msgs[0], &m[0]));
 	ck_assert(msg_eq(&p.msgs[1], &m[1]));
+}
+END_TEST
+
+static void check_truncations(const uint8_t *buf, size_t len);
+
+START_TEST(test_golden_user_id)
+{
+	struct gossip_msg m = { .type = GOSSIP_MSG_USER };
+	static struct gossip_packet p;
+	uint8_t out[GOSSIP_PACKET_MAX];
+	char err[128];
+	size_t len;
+
+	m.u.user.origin = B("a");
+	m.u.user.key = B("k");
+	m.u.user.version = 1;
+	m.u.user.data = B("x");
+	m.u.user.id = 0x1122334455667788;
+	len = encode_msgs(&m, 1, out);
+	assert_bytes(out, len, golden_user_id, sizeof(golden_user_id));
+	ck_assert_int_eq(gossip_packet_decode(golden_user_id, sizeof(golden_user_id), &p, err,
+					      sizeof(err)), 0);
+	ck_assert_uint_eq(p.count, 1);
+	ck_assert(msg_eq(&p.msgs[0], &m));
+	ck_assert_uint_eq(p.msgs[0].u.user.id, 0x1122334455667788);
+	/* Without "d" (an older sender, see golden_compound) the id is 0. */
+	ck_assert_int_eq(gossip_packet_decode(golden_compound, sizeof(golden_compound), &p, err,
+					      sizeof(err)), 0);
+	ck_assert_uint_eq(p.msgs[1].u.user.id, 0);
+	check_truncations(golden_user_id, sizeof(golden_user_id));
 }
 END_TEST
 
@@ -1765,6 +1808,7 @@ static Suite *proto_suite(void)
 	tcase_add_test(golden, test_golden_alive);
 	tcase_add_test(golden, test_golden_compound);
 	tcase_add_test(golden, test_golden_state);
+	tcase_add_test(golden, test_golden_user_id);
 	tcase_add_test(rt, test_roundtrip_each);
 	tcase_add_test(rt, test_roundtrip_compound);
 	tcase_add_test(rt, test_roundtrip_full_tags);
