@@ -452,6 +452,18 @@ static void route_metrics(struct api *api, struct http_request *req)
 		   gs.pushpulls);
 	metric_one(f, "meridian_broadcasts_dropped_total", "counter",
 		   "Broadcasts dropped at the queue bound.", gs.broadcasts_dropped);
+	metric_one(f, "meridian_implausible_total", "counter",
+		   "Messages dropped for an incarnation or version jumping too far ahead.",
+		   gs.implausible);
+	metric_one(f, "meridian_user_stale_total", "counter",
+		   "User data dropped because it came from another process of its node.",
+		   gs.user_stale);
+	metric_head(f, "meridian_pushpull_omitted_total", "counter",
+		    "Push-pull content left out to fit the stream bound.");
+	metric_sample1(f, "meridian_pushpull_omitted_total", "what", "members",
+		       gs.pushpull_omitted_members);
+	metric_sample1(f, "meridian_pushpull_omitted_total", "what", "user_data",
+		       gs.pushpull_omitted_user);
 	metric_one(f, "meridian_local_health", "gauge",
 		   "Lifeguard local health score (0 = healthy).", gs.health);
 	metric_one(f, "meridian_http_requests_total", "counter", "Local API requests served.",

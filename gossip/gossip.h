@@ -287,7 +287,6 @@ struct gossip_stats {
 	uint64_t pushpulls;         /* push-pull exchanges completed */
 	uint64_t members_refused;   /* members_max reached, no tombstone to evict */
 	uint32_t health;            /* Lifeguard local health score, 0 = healthy */
-	/* (added later; all counters) */
 	uint64_t implausible;       /* incarnations/versions past GOSSIP_INC_JUMP_MAX */
 	uint64_t user_stale;        /* user data of another process than known, dropped */
 	uint64_t pushpull_omitted_members;  /* records left out to fit stream_max */
