@@ -44,14 +44,38 @@
  *    clock steps back.  A full cache evicts its oldest entry and raises the
  *    floor to it: stricter, never open.
  *
+ *  - The cache grows on demand.  cache_entries is a ceiling, not a size:
+ *    the ring starts at SEAL_REPLAY_CACHE_INITIAL entries (or the ceiling,
+ *    if lower), and when it is full of entries the expiry sweep cannot
+ *    drop (the oldest is still inside the window) ring and table double
+ *    together, entries copied in arrival order and re-indexed, until the
+ *    ceiling; only there does "evict the oldest, raise the floor" apply.
+ *    Allocating up front does not work: the ring is written circularly, so
+ *    over time every page of it is touched, and an idle agent holding ~400
+ *    live nonces would carry 3 MiB for the 65536 it never needs.
+ *    Re-indexing needs no SipHash: the table keeps 32 bits of each hash,
+ *    which covers every table we may build (SEAL_CACHE_MAX), so an entry's
+ *    new home comes from the old slot alone.  A doubling costs O(size) and
+ *    the ring then needs as many inserts again to fill: O(1) amortized, and
+ *    the only allocation after seal_new().  If it fails we evict and raise
+ *    the floor exactly as at the ceiling (stricter, never open) and retry
+ *    only after another ring's worth of inserts, so memory pressure does
+ *    not turn into a failing malloc per packet.
+ *    It shrinks back, by halves, down to the starting size, once occupancy
+ *    has stayed under a quarter for a whole ring's worth of inserts: after
+ *    a halving the ring is still at most half full, so it cannot flap, and
+ *    the O(size) copy is again paid for by the inserts that preceded it.
+ *    Nothing is lost by resizing: every entry moves, the floor stays.
+ *
  *  - Keys live in one sodium_malloc'd block (guard pages, mlock'd so they
  *    never reach swap, and wiped by sodium_free); a removed key is wiped
  *    with sodium_memzero at once.  We do not sodium_mprotect the block
  *    between packets: two system calls per datagram is a price the
  *    transport should not pay.
  *
- *  - Nothing is allocated per packet.  @out may overlap @in (open) or
- *    @plain (seal): the transport may seal and open in place.
+ *  - Nothing is allocated per packet (the cache's rare resize aside).
+ *    @out may overlap @in (open) or @plain (seal): the transport may seal
+ *    and open in place.
  *
  *  - max_len bounds the sealed length (in_len), the size the transport sees
  *    on the wire; a plaintext larger than out_cap is also too_large.
@@ -76,6 +100,9 @@
 /* expired entries evicted per insert: more than the one we add, so the
  * lazy sweep keeps up, and few enough to bound one call's work */
 #define SEAL_EXPIRE_PER_INSERT 4
+
+/* re-indexing reads a home slot from the 32 bits of hash a slot keeps */
+_Static_assert(2 * SEAL_CACHE_MAX - 1 <= UINT32_MAX, "table mask fits the stored hash");
 
 static const char key_context[] = "meridian/cluster-key/v1";
 static const char id_context[] = "meridian/key-id/v1";
@@ -109,12 +136,17 @@ struct seal {
 
 	/* replay cache: ring of entries in arrival order + index table */
 	struct replay_entry *ring;
-	size_t cap;                     /* ring capacity, power of two */
+	size_t cap;                     /* ring capacity now, power of two */
+	size_t min_cap;                 /* where it starts; never shrinks below */
+	size_t max_cap;                 /* the ceiling: never grows beyond */
 	size_t head;                    /* oldest entry */
 	size_t len;
 	struct replay_slot *table;
 	size_t tmask;                   /* table size - 1 (table = 2 * cap) */
 	uint64_t floor;                 /* timestamps <= floor are stale */
+	size_t low_run;                 /* inserts in a row under cap / 4 full */
+	size_t grow_wait;               /* full inserts left before growing is retried */
+	void *(*cache_calloc)(size_t n, size_t size);  /* for resizes; free()d */
 	uint8_t hash_key[crypto_shorthash_KEYBYTES];
 
 	uint64_t count[SEAL_ERR__COUNT];
@@ -364,6 +396,76 @@ static void replay_evict_oldest(struct seal *s)
 	s->len--;
 }
 
+/* Moves the cache into a ring of @ncap entries (a power of two, at least
+ * s->len) and a table of 2 * @ncap slots, keeping every entry and the
+ * floor.  On -ENOMEM the cache is as it was. */
+static int replay_resize(struct seal *s, size_t ncap)
+{
+	struct replay_entry *ring = s->cache_calloc(ncap, sizeof(*ring));
+	struct replay_slot *table = s->cache_calloc(2 * ncap, sizeof(*table));
+	size_t nmask = 2 * ncap - 1;
+
+	if (!ring || !table) {
+		free(ring);
+		free(table);
+		return -ENOMEM;
+	}
+	for (size_t n = 0; n < s->len; n++)
+		ring[n] = s->ring[(s->head + n) & (s->cap - 1)];
+	/* The new table holds distinct nonces only and sees no deletion while
+	 * it is built: each entry takes the first free slot from its home. */
+	for (size_t i = 0; i <= s->tmask; i++) {
+		struct replay_slot sl = s->table[i];
+		size_t j;
+
+		if (sl.ref == 0)
+			continue;
+		sl.ref = (uint32_t)((((size_t)sl.ref - 1 - s->head) & (s->cap - 1)) + 1);
+		for (j = sl.hash & nmask; table[j].ref != 0; j = (j + 1) & nmask)
+			;
+		table[j] = sl;
+	}
+	free(s->ring);
+	free(s->table);
+	s->ring = ring;
+	s->table = table;
+	s->cap = ncap;
+	s->tmask = nmask;
+	s->head = 0;
+	s->low_run = 0;
+	return 0;
+}
+
+/* Makes room for one more entry in a full ring: doubles it below the
+ * ceiling, else (or when that fails) evicts the oldest and raises the
+ * floor. */
+static void replay_make_room(struct seal *s)
+{
+	if (s->cap < s->max_cap) {
+		if (s->grow_wait > 0)
+			s->grow_wait--;
+		else if (replay_resize(s, 2 * s->cap) == 0)
+			return;
+		else
+			s->grow_wait = s->cap;
+	}
+	replay_evict_oldest(s);
+}
+
+/* Halves a ring that stayed under a quarter full for a ring's worth of
+ * inserts.  A failed allocation just keeps the larger ring. */
+static void replay_maybe_shrink(struct seal *s)
+{
+	if (s->cap <= s->min_cap || s->len >= s->cap / 4) {
+		s->low_run = 0;
+		return;
+	}
+	if (++s->low_run < s->cap)
+		return;
+	s->low_run = 0;
+	(void)replay_resize(s, s->cap / 2);
+}
+
 /* Records @nonce (not in the cache; @h its hash), evicting as needed. */
 static void replay_record(struct seal *s, const uint8_t nonce[SEAL_NONCE_BYTES], uint64_t h,
 			  uint64_t ts, uint64_t now_ms)
@@ -378,7 +480,9 @@ static void replay_record(struct seal *s, const uint8_t nonce[SEAL_NONCE_BYTES],
 		replay_evict_oldest(s);
 	}
 	if (s->len == s->cap)
-		replay_evict_oldest(s);
+		replay_make_room(s);
+	else
+		replay_maybe_shrink(s);
 	r = (s->head + s->len) & (s->cap - 1);
 	memcpy(s->ring[r].nonce, nonce, SEAL_NONCE_BYTES);
 	s->ring[r].ts = ts;
@@ -393,21 +497,24 @@ static void replay_record(struct seal *s, const uint8_t nonce[SEAL_NONCE_BYTES],
 struct seal *seal_new(uint64_t window_ms, size_t cache_entries)
 {
 	struct seal *s;
-	size_t cap = 1;
+	size_t max = 1, cap;
 
 	if (sodium_init() < 0)
 		return NULL;
 	if (cache_entries > SEAL_CACHE_MAX)
 		cache_entries = SEAL_CACHE_MAX;
-	while (cap < cache_entries)
-		cap <<= 1;
+	while (max < cache_entries)
+		max <<= 1;
+	cap = max < SEAL_REPLAY_CACHE_INITIAL ? max : SEAL_REPLAY_CACHE_INITIAL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->window_ms = window_ms;
 	s->cap = cap;
+	s->min_cap = cap;
+	s->max_cap = max;
 	s->tmask = 2 * cap - 1;
-	/* calloc: untouched pages of a large, mostly idle cache stay unmapped */
+	s->cache_calloc = calloc;
 	s->ring = calloc(cap, sizeof(*s->ring));
 	s->table = calloc(2 * cap, sizeof(*s->table));
 	s->keys = sodium_malloc(SEAL_KEYS_MAX * SEAL_KEY_BYTES);
@@ -432,6 +539,16 @@ void seal_delete(struct seal *s)
 	free(s->table);
 	sodium_memzero(s, sizeof(*s));
 	free(s);
+}
+
+size_t seal_cache_capacity(const struct seal *s)
+{
+	return s->cap;
+}
+
+void seal_cache_alloc_set(struct seal *s, void *(*alloc)(size_t n, size_t size))
+{
+	s->cache_calloc = alloc ? alloc : calloc;
 }
 
 uint64_t seal_count(const struct seal *s, enum seal_err e)

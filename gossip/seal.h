@@ -31,9 +31,16 @@
  *   nonce already seen inside the window     -> SEAL_ERR_REPLAYED
  *
  * Replay cache: a bounded hash set of recent nonces with their timestamps.
- * When it is full the oldest entry is evicted and the "floor" rises to that
- * entry's timestamp: anything at or below the floor is rejected as stale.
- * So a full cache makes us stricter, never open to replays.
+ * It starts at SEAL_REPLAY_CACHE_INITIAL entries and doubles when full of
+ * entries still inside the window, up to the capacity given to seal_new();
+ * it halves back (not below where it started) once it has stayed under a
+ * quarter full for a while.  So an idle agent holds a few hundred nonces in
+ * tens of KiB, and only a busy one pays for the full capacity.  When it is
+ * full at that capacity (or a doubling cannot get memory) the oldest entry
+ * is evicted and the "floor" rises to that entry's timestamp: anything at
+ * or below the floor is rejected as stale.  So a full cache makes us
+ * stricter, never open to replays.  Resizing keeps every entry: a nonce
+ * seen before it is still a replay after it.
  *
  * Keyring: up to SEAL_KEYS_MAX keys; the first seals, all are tried to
  * open.  Rotation = add the new key everywhere, make it first everywhere,
@@ -62,6 +69,8 @@
 #define SEAL_OVERHEAD_MAX (7 + SEAL_NAME_MAX + 8 + SEAL_NONCE_BYTES + SEAL_TAG_BYTES)
 #define SEAL_WINDOW_MS_DEFAULT (120 * 1000)
 #define SEAL_REPLAY_CACHE_DEFAULT 65536
+/* where the replay cache starts (a smaller capacity starts at itself) */
+#define SEAL_REPLAY_CACHE_INITIAL 1024
 
 enum seal_err {
 	SEAL_OK = 0,
@@ -83,8 +92,10 @@ struct seal;
 
 /*
  * Creates a sealer.  @window_ms: accepted clock difference either way;
- * @cache_entries: replay cache capacity (rounded up to a power of two).
- * Calls sodium_init().  NULL when out of memory or libsodium fails.
+ * @cache_entries: the most nonces the replay cache may hold (rounded up to
+ * a power of two, at most 2^24); it starts at the lesser of that and
+ * SEAL_REPLAY_CACHE_INITIAL and grows on demand.  Calls sodium_init().
+ * NULL when out of memory or libsodium fails.
  */
 struct seal *seal_new(uint64_t window_ms, size_t cache_entries);
 void seal_delete(struct seal *s);  /* wipes the keys */
@@ -130,5 +141,19 @@ enum seal_err seal_open(struct seal *s, uint64_t now_ms, const uint8_t *in, size
 
 /* Failures counted so far for reason @e; opened counts SEAL_OK. */
 uint64_t seal_count(const struct seal *s, enum seal_err e);
+
+/* Entries the replay cache has room for now (a power of two, between its
+ * starting size and the capacity given to seal_new()); for metrics and
+ * tests.  It costs 48 bytes per entry (ring 32, index 2 x 8). */
+size_t seal_cache_capacity(const struct seal *s);
+
+/*
+ * Test seam: the allocator the replay cache uses when it grows or shrinks
+ * (calloc by default; NULL restores it).  @alloc must behave like calloc,
+ * returning zeroed memory that free() releases, or NULL.  Lets tests fail a
+ * doubling on purpose; a failed doubling evicts and raises the floor, as a
+ * full cache at its capacity does.  Does not affect seal_new().
+ */
+void seal_cache_alloc_set(struct seal *s, void *(*alloc)(size_t n, size_t size));
 
 #endif

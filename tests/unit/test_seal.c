@@ -3,7 +3,11 @@
  * keyring, and every rejection path of seal_open(), each checked for its
  * reason and its counter: wrong key, one flipped bit at every position,
  * every truncation, replays, both edges of the timestamp window, the replay
- * cache's rising floor, and the size bounds.
+ * cache's rising floor, and the size bounds.  The replay cache's size: it
+ * starts small, doubles exactly when full up to its ceiling and no further,
+ * keeps every nonce across a doubling (also with a wrapped ring), falls back
+ * to evict-and-raise-the-floor when a doubling's allocation fails (through
+ * seal_cache_alloc_set()), and halves back when traffic falls.
  *
  * Sealed packets live in heap buffers of their exact size, so that
  * AddressSanitizer catches any read past the end.  Nonces are random, but
@@ -607,6 +611,324 @@ START_TEST(replays_never_pass_under_load)
 }
 END_TEST
 
+/* ---- the replay cache's size ----------------------------------------- */
+
+/* Seals a packet stamped @ts, opens it at @now (it must open), and returns
+ * it for a later replay; *@len gets its length. */
+static uint8_t *accept_one(struct seal *tx, struct seal *rx, uint64_t ts, uint64_t now,
+			   size_t *len)
+{
+	uint8_t *p = seal_msg(tx, "grow", ts, "nonce", len);
+
+	ck_assert_int_eq(open_msg(rx, now, p, *len, NULL, NULL), SEAL_OK);
+	return p;
+}
+
+/* The capacity after @k inserts that never expire, under ceiling @max. */
+static size_t cap_after(size_t k, size_t max)
+{
+	size_t c = SEAL_REPLAY_CACHE_INITIAL;
+
+	while (c < k && c < max)
+		c <<= 1;
+	return c;
+}
+
+START_TEST(cache_starts_small)
+{
+	struct seal *def = seal_with(SEAL_WINDOW_MS_DEFAULT, SEAL_REPLAY_CACHE_DEFAULT, secret_a);
+	struct seal *small = seal_with(1000, 16, secret_a);
+	struct seal *odd = seal_with(1000, 3, secret_a);
+	struct seal *huge = seal_with(1000, SIZE_MAX, secret_a);
+
+	ck_assert_uint_eq(seal_cache_capacity(def), SEAL_REPLAY_CACHE_INITIAL);
+	ck_assert_uint_eq(seal_cache_capacity(small), 16);
+	ck_assert_uint_eq(seal_cache_capacity(odd), 4);
+	ck_assert_uint_eq(seal_cache_capacity(huge), SEAL_REPLAY_CACHE_INITIAL);
+
+	/* an idle agent: 3 packets a second for ten minutes, ~360 of them
+	 * inside the two-minute window at any time; the cache never grows */
+	uint64_t now = T0;
+	for (int i = 0; i < 1800; i++) {
+		size_t len;
+
+		now += 333;
+		free(accept_one(small, def, now, now, &len));
+		ck_assert_uint_eq(seal_cache_capacity(def), SEAL_REPLAY_CACHE_INITIAL);
+	}
+	ck_assert_uint_eq(seal_count(def, SEAL_OK), 1800);
+	seal_delete(def);
+	seal_delete(small);
+	seal_delete(odd);
+	seal_delete(huge);
+}
+END_TEST
+
+START_TEST(cache_grows_to_its_ceiling_and_no_further)
+{
+	/* Nothing expires (huge window, rising timestamps): the cache must
+	 * double exactly when full, stop at the ceiling (3000 -> 4096), and
+	 * after each doubling still know every nonce it held before it. */
+	enum { MAX = 4096, KEEP = MAX + 1, TOTAL = 3 * MAX };
+	struct seal *tx = seal_with(1000, 16, secret_a);
+	struct seal *rx = seal_with(UINT64_C(1) << 40, 3000, secret_a);
+	uint8_t **p = calloc(KEEP, sizeof(*p));
+	size_t *len = calloc(KEEP, sizeof(*len));
+	const uint64_t now = T0 + TOTAL;
+
+	ck_assert_ptr_nonnull(p);
+	ck_assert_ptr_nonnull(len);
+	for (size_t k = 0; k < TOTAL; k++) {
+		size_t cap_before = seal_cache_capacity(rx), l;
+		uint8_t *q = accept_one(tx, rx, T0 + k, now, &l);
+
+		if (k < KEEP) {
+			p[k] = q;
+			len[k] = l;
+		} else {
+			free(q);
+		}
+		ck_assert_msg(seal_cache_capacity(rx) == cap_after(k + 1, MAX),
+			      "after %zu inserts: capacity %zu", k + 1, seal_cache_capacity(rx));
+		if (seal_cache_capacity(rx) == cap_before)
+			continue;
+		/* it just doubled: every nonce recorded so far is a replay */
+		for (size_t i = 0; i <= k; i++)
+			ck_assert_msg(open_msg(rx, now, p[i], len[i], NULL, NULL) ==
+				      SEAL_ERR_REPLAYED, "grown to %zu: packet %zu",
+				      seal_cache_capacity(rx), i);
+	}
+	ck_assert_uint_eq(seal_cache_capacity(rx), MAX);
+	/* at the ceiling the floor rule holds: the first MAX + 1 inserts
+	 * evicted packet 0 (ts T0) and 2 * MAX more have gone since */
+	for (size_t i = 0; i < KEEP; i++)
+		ck_assert_int_eq(open_msg(rx, now, p[i], len[i], NULL, NULL), SEAL_ERR_STALE);
+	ck_assert_uint_eq(seal_count(rx, SEAL_OK), TOTAL);
+	for (size_t i = 0; i < KEEP; i++)
+		free(p[i]);
+	free(p);
+	free(len);
+	seal_delete(tx);
+	seal_delete(rx);
+}
+END_TEST
+
+START_TEST(cache_at_ceiling_after_growth_raises_floor)
+{
+	/* grown from 1024 to its ceiling of 2048; one more evicts the oldest
+	 * and raises the floor to it, exactly as a cache born full does */
+	enum { MAX = 2048 };
+	struct seal *tx = seal_with(1000, 16, secret_a);
+	struct seal *rx = seal_with(UINT64_C(1) << 40, MAX, secret_a);
+	uint8_t *p[MAX + 2];
+	size_t len[MAX + 2];
+	const uint64_t now = T0 + 10 * MAX;
+
+	for (size_t k = 0; k < MAX; k++)
+		p[k] = accept_one(tx, rx, T0 + 10 * k, now, &len[k]);
+	ck_assert_uint_eq(seal_cache_capacity(rx), MAX);
+	p[MAX] = accept_one(tx, rx, T0 + 10 * MAX, now, &len[MAX]);
+	ck_assert_uint_eq(seal_cache_capacity(rx), MAX);
+	ck_assert_int_eq(open_msg(rx, now, p[0], len[0], NULL, NULL), SEAL_ERR_STALE);
+	for (size_t i = 1; i <= MAX; i++)
+		ck_assert_int_eq(open_msg(rx, now, p[i], len[i], NULL, NULL), SEAL_ERR_REPLAYED);
+	/* fresh packets: at the floor stale, just above it accepted */
+	size_t l;
+	uint8_t *q = seal_msg(tx, "grow", T0, "at the floor", &l);
+	ck_assert_int_eq(open_msg(rx, now, q, l, NULL, NULL), SEAL_ERR_STALE);
+	free(q);
+	p[MAX + 1] = accept_one(tx, rx, T0 + 1, now, &len[MAX + 1]);
+	ck_assert_int_eq(open_msg(rx, now, p[1], len[1], NULL, NULL), SEAL_ERR_STALE);
+	ck_assert_uint_eq(seal_cache_capacity(rx), MAX);
+	for (size_t i = 0; i < MAX + 2; i++)
+		free(p[i]);
+	seal_delete(tx);
+	seal_delete(rx);
+}
+END_TEST
+
+START_TEST(growth_rehashes_a_wrapped_ring)
+{
+	/* 600 early packets expire and are swept from the head while new ones
+	 * arrive, so when the ring fills its oldest live entry sits at index
+	 * 600, and the live entries wrap around its end.  The doubling must
+	 * carry all of them across. */
+	enum { EARLY = 600, LATE = 2049 };
+	const uint64_t w = 10000, t1 = T0 + 2 * w;
+	struct seal *tx = seal_with(1000, 16, secret_a);
+	struct seal *rx = seal_with(w, 4096, secret_a);
+	uint8_t **early = calloc(EARLY, sizeof(*early)), **late = calloc(LATE, sizeof(*late));
+	size_t *elen = calloc(EARLY, sizeof(*elen)), *llen = calloc(LATE, sizeof(*llen));
+
+	ck_assert(early && late && elen && llen);
+	for (size_t i = 0; i < EARLY; i++)
+		early[i] = accept_one(tx, rx, T0, T0, &elen[i]);
+	for (size_t k = 0; k < LATE; k++) {
+		size_t before = seal_cache_capacity(rx);
+
+		late[k] = accept_one(tx, rx, t1, t1, &llen[k]);
+		/* the sweep takes 4 early ones per insert: after 150 inserts
+		 * only late ones are left, and the ring is full at 1024 */
+		if (k + 1 == 1025 || k + 1 == 2049) {
+			ck_assert_uint_eq(seal_cache_capacity(rx), 2 * before);
+			for (size_t i = 0; i <= k; i++)
+				ck_assert_msg(open_msg(rx, t1, late[i], llen[i], NULL, NULL) ==
+					      SEAL_ERR_REPLAYED, "grown to %zu: packet %zu",
+					      2 * before, i);
+		} else {
+			ck_assert_uint_eq(seal_cache_capacity(rx), before);
+		}
+	}
+	ck_assert_uint_eq(seal_cache_capacity(rx), 4096);
+	/* the early ones left through the sweep: stale by the window, and by
+	 * the floor even when the clock steps back */
+	for (size_t i = 0; i < EARLY; i++) {
+		ck_assert_int_eq(open_msg(rx, t1, early[i], elen[i], NULL, NULL), SEAL_ERR_STALE);
+		ck_assert_int_eq(open_msg(rx, T0, early[i], elen[i], NULL, NULL), SEAL_ERR_STALE);
+	}
+	ck_assert_uint_eq(seal_count(rx, SEAL_ERR_STALE), 2 * EARLY);
+	for (size_t i = 0; i < EARLY; i++)
+		free(early[i]);
+	for (size_t i = 0; i < LATE; i++)
+		free(late[i]);
+	free(early);
+	free(late);
+	free(elen);
+	free(llen);
+	seal_delete(tx);
+	seal_delete(rx);
+}
+END_TEST
+
+/* An allocator for the cache's resizes that fails calls [fail_from, fail_to). */
+static unsigned alloc_calls, alloc_fail_from, alloc_fail_to;
+
+static void *flaky_calloc(size_t n, size_t size)
+{
+	unsigned c = alloc_calls++;
+
+	if (c >= alloc_fail_from && c < alloc_fail_to)
+		return NULL;
+	return calloc(n, size);
+}
+
+START_TEST(growth_failure_evicts_and_raises_floor)
+{
+	enum { CAP = SEAL_REPLAY_CACHE_INITIAL, TOTAL = 3 * CAP + 3 };
+	struct seal *tx = seal_with(1000, 16, secret_a);
+	struct seal *rx = seal_with(UINT64_C(1) << 40, 4 * CAP, secret_a);
+	uint8_t **p = calloc(TOTAL, sizeof(*p));
+	size_t *len = calloc(TOTAL, sizeof(*len)), k = 0;
+	const uint64_t now = T0 + TOTAL;
+
+	ck_assert(p && len);
+	alloc_calls = 0;
+	alloc_fail_from = 0;
+	alloc_fail_to = 2;               /* the first doubling: ring and table fail */
+	seal_cache_alloc_set(rx, flaky_calloc);
+	for (; k < CAP; k++)
+		p[k] = accept_one(tx, rx, T0 + k, now, &len[k]);
+	ck_assert_uint_eq(alloc_calls, 0);
+
+	/* the ring is full and the doubling fails: the oldest is evicted and
+	 * the floor rises to it, as at the ceiling */
+	p[k] = accept_one(tx, rx, T0 + k, now, &len[k]);
+	k++;
+	ck_assert_uint_eq(alloc_calls, 2);
+	ck_assert_uint_eq(seal_cache_capacity(rx), CAP);
+	ck_assert_int_eq(open_msg(rx, now, p[0], len[0], NULL, NULL), SEAL_ERR_STALE);
+	ck_assert_int_eq(open_msg(rx, now, p[1], len[1], NULL, NULL), SEAL_ERR_REPLAYED);
+
+	/* no retry, so no allocation, for another ring's worth of inserts */
+	for (; k < 2 * CAP + 1; k++)
+		p[k] = accept_one(tx, rx, T0 + k, now, &len[k]);
+	ck_assert_uint_eq(alloc_calls, 2);
+	ck_assert_uint_eq(seal_cache_capacity(rx), CAP);
+	ck_assert_int_eq(open_msg(rx, now, p[k - CAP - 1], len[k - CAP - 1], NULL, NULL),
+			 SEAL_ERR_STALE);
+	for (size_t i = k - CAP; i < k; i++)
+		ck_assert_int_eq(open_msg(rx, now, p[i], len[i], NULL, NULL), SEAL_ERR_REPLAYED);
+
+	/* the retry gets its ring but not its table: nothing leaks, the cache
+	 * stays as it was and evicts */
+	alloc_fail_from = 3;
+	alloc_fail_to = 4;
+	p[k] = accept_one(tx, rx, T0 + k, now, &len[k]);
+	k++;
+	ck_assert_uint_eq(alloc_calls, 4);
+	ck_assert_uint_eq(seal_cache_capacity(rx), CAP);
+	ck_assert_int_eq(open_msg(rx, now, p[k - CAP - 1], len[k - CAP - 1], NULL, NULL),
+			 SEAL_ERR_STALE);
+
+	/* memory is back: after another ring's worth the doubling succeeds */
+	for (; k < 3 * CAP + 2; k++)
+		p[k] = accept_one(tx, rx, T0 + k, now, &len[k]);
+	ck_assert_uint_eq(alloc_calls, 4);
+	ck_assert_uint_eq(seal_cache_capacity(rx), CAP);
+	p[k] = accept_one(tx, rx, T0 + k, now, &len[k]);
+	k++;
+	ck_assert_uint_eq(alloc_calls, 6);
+	ck_assert_uint_eq(seal_cache_capacity(rx), 2 * CAP);
+	/* everything evicted before is stale, everything held a replay */
+	for (size_t i = 0; i < k - CAP - 1; i++)
+		ck_assert_int_eq(open_msg(rx, now, p[i], len[i], NULL, NULL), SEAL_ERR_STALE);
+	for (size_t i = k - CAP - 1; i < k; i++)
+		ck_assert_msg(open_msg(rx, now, p[i], len[i], NULL, NULL) == SEAL_ERR_REPLAYED,
+			      "packet %zu of %zu", i, k);
+	for (size_t i = 0; i < TOTAL; i++)
+		free(p[i]);
+	free(p);
+	free(len);
+	seal_delete(tx);
+	seal_delete(rx);
+}
+END_TEST
+
+START_TEST(cache_shrinks_when_quiet)
+{
+	/* A burst of 3000 live nonces grows the cache to 4096; then traffic
+	 * falls to ~100 live nonces (window 100 ms, one packet per ms) and it
+	 * halves back, step by step, to where it started, and no further.
+	 * The recent packets stay replays across every halving. */
+	enum { BURST = 3000, ROUNDS = 9000, RECENT = 64 };
+	const uint64_t w = 100;
+	struct seal *tx = seal_with(1000, 16, secret_a);
+	struct seal *rx = seal_with(w, 8192, secret_a);
+	uint8_t *recent[RECENT] = { 0 };
+	size_t rlen[RECENT] = { 0 }, shrinks = 0;
+
+	for (int i = 0; i < BURST; i++) {
+		size_t l;
+
+		free(accept_one(tx, rx, T0, T0, &l));
+	}
+	ck_assert_uint_eq(seal_cache_capacity(rx), 4096);
+	for (int i = 0; i < ROUNDS; i++) {
+		uint64_t now = T0 + 1000 + (uint64_t)i;
+		size_t before = seal_cache_capacity(rx), after, slot = (size_t)i % RECENT;
+
+		free(recent[slot]);
+		recent[slot] = accept_one(tx, rx, now, now, &rlen[slot]);
+		after = seal_cache_capacity(rx);
+		if (after == before)
+			continue;
+		ck_assert_uint_eq(after, before / 2);
+		ck_assert_uint_ge(after, SEAL_REPLAY_CACHE_INITIAL);
+		shrinks++;
+		for (int j = 0; j < RECENT && j <= i; j++)
+			ck_assert_int_eq(open_msg(rx, now, recent[j], rlen[j], NULL, NULL),
+					 SEAL_ERR_REPLAYED);
+	}
+	ck_assert_uint_eq(shrinks, 2);
+	ck_assert_uint_eq(seal_cache_capacity(rx), SEAL_REPLAY_CACHE_INITIAL);
+	ck_assert_uint_eq(seal_count(rx, SEAL_OK), BURST + ROUNDS);
+	for (int j = 0; j < RECENT; j++)
+		free(recent[j]);
+	seal_delete(tx);
+	seal_delete(rx);
+}
+END_TEST
+
 START_TEST(keyring_rotation)
 {
 	uint8_t ka[SEAL_KEY_BYTES], kb[SEAL_KEY_BYTES], kc[SEAL_KEY_BYTES];
@@ -747,6 +1069,12 @@ static Suite *seal_suite(void)
 	tcase_add_test(tc, cache_holds_exactly_the_last_n);
 	tcase_add_test(tc, expired_entries_leave_and_clock_steps_back);
 	tcase_add_test(tc, replays_never_pass_under_load);
+	tcase_add_test(tc, cache_starts_small);
+	tcase_add_test(tc, cache_grows_to_its_ceiling_and_no_further);
+	tcase_add_test(tc, cache_at_ceiling_after_growth_raises_floor);
+	tcase_add_test(tc, growth_rehashes_a_wrapped_ring);
+	tcase_add_test(tc, growth_failure_evicts_and_raises_floor);
+	tcase_add_test(tc, cache_shrinks_when_quiet);
 	tcase_add_test(tc, keyring_rotation);
 	tcase_add_test(tc, size_bounds);
 	tcase_add_test(tc, err_names);
