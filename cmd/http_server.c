@@ -1002,16 +1002,20 @@ void http_respond_ex(struct http_request *req, int status, const char *ctype,
 	}
 	if (req->head)
 		len = 0;
+	/* Copy before the request is freed: @body may point into it (a
+	 * handler echoing the request's own body). */
+	wr = wreq_new((size_t)n + len);
+	if (wr) {
+		memcpy(wr->data, head, (size_t)n);
+		if (len)
+			memcpy(wr->data + n, body, len);
+	}
 	c->req = NULL;
 	request_free(req);
-	wr = wreq_new((size_t)n + len);
 	if (!wr) {
 		conn_close(c);
 		return;
 	}
-	memcpy(wr->data, head, (size_t)n);
-	if (len)
-		memcpy(wr->data + n, body, len);
 	if (conn_send(c, wr) == 0)
 		conn_next(c, keep_alive);
 }

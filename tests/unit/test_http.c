@@ -183,6 +183,10 @@ static void handler(void *ctx, struct http_request *req, const struct http_reque
 		n = snprintf(buf, sizeof(buf), "%s %s a=%s b=%s len=%zu body=%.1000s", v->method,
 			     v->path, a, b, v->body_len, v->body);
 		http_respond(req, 200, "text/plain", buf, (size_t)n);
+	} else if (strcmp(v->path, "/mirror") == 0) {
+		/* Answers with the request's own body, not a copy: the server
+		 * must copy it before it frees the request. */
+		http_respond(req, 200, "application/octet-stream", v->body, v->body_len);
 	} else if (strcmp(v->path, "/defer") == 0) {
 		start_timer(req, 50, 0, defer_fire);
 	} else if (strcmp(v->path, "/hold") == 0) {
@@ -469,6 +473,21 @@ START_TEST(test_get_post_query)
 	http_reply_free(&r);
 
 	ck_assert_int_eq(stats().st.requests, 4);
+}
+END_TEST
+
+START_TEST(test_respond_with_request_body)
+{
+	static char body[64 * 1024];
+	struct http_reply r;
+
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = (char)('a' + i % 26);
+	ck_assert_int_eq(http_call(fx.addr, "POST", "/mirror", body, sizeof(body), 5000, &r), 0);
+	ck_assert_int_eq(r.status, 200);
+	ck_assert_uint_eq(r.body_len, sizeof(body));
+	ck_assert_mem_eq(r.body, body, sizeof(body));
+	http_reply_free(&r);
 }
 END_TEST
 
@@ -1054,6 +1073,7 @@ static Suite *http_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_get_post_query);
 	tcase_add_test(tc, test_not_found);
+	tcase_add_test(tc, test_respond_with_request_body);
 	tcase_add_test(tc, test_deferred);
 	tcase_add_test(tc, test_body_too_large);
 	tcase_add_test(tc, test_chunked_body_too_large);
