@@ -32,6 +32,18 @@
  * bad address, frame too large) is failed from a zero-delay timer: the
  * core forbids being called back from inside its own env callbacks.
  *
+ * Persistent streams.  A layer above registers a handler for a kind byte;
+ * an inbound connection whose first frame has that kind becomes a stream
+ * handed to it: reading goes on frame after frame (the same header-then-
+ * body reads, the same frame_max check), every frame is opened here and
+ * must carry the sender name of the first, and the exchange deadline is
+ * stopped (the owner knows when a quiet connection is idle and when it is
+ * waiting for a slow call).  The connection then leaves the max_inbound
+ * count for the max_streams one, so long-lived streams never starve
+ * push-pulls.  Outbound streams connect under the exchange deadline and
+ * are bounded by their owner.  Sends are sealed at once into their own
+ * write request; the bytes queued per stream are bounded.
+ *
  * Time.  The core's clock is uv_now(loop): monotonic milliseconds, cached
  * once per loop iteration, which is as precise as the timers that drive
  * it.  After every call into the core the tick timer is re-armed to
@@ -64,6 +76,8 @@
 #define TICK_MAX_MS (60 * 1000)    /* re-check the core at least this often */
 #define FRAME_HDR 4
 #define KIND_PUSHPULL 'P'
+#define STREAM_KINDS 4             /* kinds with a stream handler */
+#define STREAM_QUEUE_FRAMES 8      /* queued bytes per stream, in frame_max */
 
 struct transport;
 
@@ -95,6 +109,30 @@ struct conn {
 	uint32_t body_len, body_got;
 	uint8_t *out;                /* frame being written */
 	size_t out_len;
+
+	/* persistent streams only */
+	bool stream;
+	bool quiet;                  /* closed by its owner: no on_close */
+	int err;                     /* why it ended, for on_close */
+	const struct transport_stream_ops *ops;
+	void *ops_ctx;
+	void *data;                  /* the owner's */
+	size_t queued;               /* bytes handed to libuv, not yet written */
+	char sender[SEAL_NAME_MAX + 1];
+};
+
+/* One frame queued on a stream. */
+struct stream_write {
+	uv_write_t req;
+	struct conn *c;
+	size_t len;
+	uint8_t data[];
+};
+
+struct stream_handler {
+	uint8_t kind;                /* 0 = free */
+	const struct transport_stream_ops *ops;
+	void *ctx;
 };
 
 struct transport {
@@ -106,7 +144,7 @@ struct transport {
 	struct gossip *g;
 	struct seal *seal;
 	char name[SEAL_NAME_MAX + 1];
-	uint32_t frame_max, stream_timeout_ms, max_inbound;
+	uint32_t frame_max, stream_timeout_ms, max_inbound, max_streams;
 	int port;
 	bool closing;
 	int handles;                 /* open handles, ours and our conns' */
@@ -116,6 +154,8 @@ struct transport {
 
 	struct conn *conns;
 	uint32_t inbound, outbound;
+	uint32_t streams_in, streams_out;
+	struct stream_handler handlers[STREAM_KINDS];
 
 	uint64_t deferred[DEFER_MAX];
 	size_t deferred_len;
@@ -131,6 +171,8 @@ struct transport {
 };
 
 static void transport_rearm(struct transport *t, bool from_tick);
+static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
 /* ------------------------------------------------------------------ */
 /* Handle bookkeeping                                                  */
@@ -357,7 +399,9 @@ static void conn_closed(uv_handle_t *h)
 		t->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
-	if (c->outbound)
+	if (c->stream)
+		*(c->outbound ? &t->streams_out : &t->streams_in) -= 1;
+	else if (c->outbound)
 		t->outbound--;
 	else
 		t->inbound--;
@@ -372,6 +416,10 @@ static void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	/* A stream's owner hears once why it ended, unless it ended it. */
+	if (c->stream && !c->quiet && c->ops && c->ops->on_close)
+		c->ops->on_close(c->ops_ctx, (struct transport_stream *)c,
+				 c->err ? c->err : UV_ECONNABORTED);
 	c->pending_close = 2;
 	uv_close((uv_handle_t *)&c->tcp, conn_closed);
 	uv_close((uv_handle_t *)&c->timer, conn_closed);
@@ -391,13 +439,15 @@ static void conn_fail(struct conn *c, const char *why)
 			gossip_stream_failed(t->g, c->id, uv_now(t->loop));
 			transport_rearm(t, false);
 		}
-	} else if (!c->outbound) {
-		LOG(LOG_DEBUG, "transport", "inbound stream from %s ended: %s", c->peer, why);
+	} else if (!c->outbound || c->stream) {
+		LOG(LOG_DEBUG, "transport", "%s stream %s %s ended: %s",
+		    c->outbound ? "outbound" : "inbound", c->outbound ? "to" : "from", c->peer,
+		    why);
 	}
 	conn_close(c);
 }
 
-static struct conn *conn_new(struct transport *t, bool outbound)
+static struct conn *conn_new(struct transport *t, bool outbound, bool stream)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
@@ -405,6 +455,8 @@ static struct conn *conn_new(struct transport *t, bool outbound)
 		return NULL;
 	c->t = t;
 	c->outbound = outbound;
+	c->stream = stream;
+	c->reported = stream;        /* the core never hears of streams */
 	c->tcp.data = c;
 	c->timer.data = c;
 	c->connect_req.data = c;
@@ -417,7 +469,9 @@ static struct conn *conn_new(struct transport *t, bool outbound)
 	if (t->conns)
 		t->conns->prev = c;
 	t->conns = c;
-	if (outbound)
+	if (stream)
+		t->streams_out++;    /* only outbound streams are born streams */
+	else if (outbound)
 		t->outbound++;
 	else
 		t->inbound++;
@@ -428,14 +482,38 @@ static void conn_deadline(uv_timer_t *h)
 {
 	struct conn *c = h->data;
 
-	if (!c->closing)
+	if (!c->closing) {
+		c->err = UV_ETIMEDOUT;
 		conn_fail(c, "timed out");
+	}
 }
 
 /*
  * Seals kind + @payload into a new frame [len][sealed] in c->out.
  * Returns 0, -ENOMEM, -EMSGSIZE (over frame_max) or seal's error.
  */
+/*
+ * Seals @plain into @out as [len][sealed] (@cap >= FRAME_HDR + plen +
+ * SEAL_OVERHEAD_MAX).  Returns the frame's length, or -EMSGSIZE (over
+ * frame_max) or seal's error.
+ */
+static long frame_seal(struct transport *t, const uint8_t *plain, size_t plen, uint8_t *out,
+		       size_t cap)
+{
+	long n = seal_seal(t->seal, t->name, clock_wall_ms(), plain, plen, out + FRAME_HDR,
+			   cap - FRAME_HDR);
+
+	if (n < 0)
+		return n;
+	if ((uint64_t)n > t->frame_max)
+		return -EMSGSIZE;
+	out[0] = (uint8_t)((uint64_t)n >> 24);
+	out[1] = (uint8_t)((uint64_t)n >> 16);
+	out[2] = (uint8_t)((uint64_t)n >> 8);
+	out[3] = (uint8_t)n;
+	return FRAME_HDR + n;
+}
+
 static int conn_frame_build(struct conn *c, const uint8_t *payload, size_t len)
 {
 	struct transport *t = c->t;
@@ -452,24 +530,15 @@ static int conn_frame_build(struct conn *c, const uint8_t *payload, size_t len)
 	plain[0] = KIND_PUSHPULL;
 	if (len)
 		memcpy(plain + 1, payload, len);
-	n = seal_seal(t->seal, t->name, clock_wall_ms(), plain, 1 + len, out + FRAME_HDR,
-		      cap - FRAME_HDR);
+	n = frame_seal(t, plain, 1 + len, out, cap);
 	free(plain);
 	if (n < 0) {
 		free(out);
 		return (int)n;
 	}
-	if ((uint64_t)n > t->frame_max) {
-		free(out);
-		return -EMSGSIZE;
-	}
-	out[0] = (uint8_t)((uint64_t)n >> 24);
-	out[1] = (uint8_t)((uint64_t)n >> 16);
-	out[2] = (uint8_t)((uint64_t)n >> 8);
-	out[3] = (uint8_t)n;
 	free(c->out);
 	c->out = out;
-	c->out_len = FRAME_HDR + (size_t)n;
+	c->out_len = (size_t)n;
 	return 0;
 }
 
@@ -497,42 +566,122 @@ static int conn_write(struct conn *c)
 	return uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &b, 1, conn_written);
 }
 
-/* A whole frame is in c->body: open it and hand it to the core. */
+static const struct stream_handler *handler_find(const struct transport *t, uint8_t kind)
+{
+	for (size_t i = 0; i < STREAM_KINDS; i++)
+		if (t->handlers[i].kind == kind && t->handlers[i].ops)
+			return &t->handlers[i];
+	return NULL;
+}
+
+/* The first frame of an inbound connection has a stream handler's kind:
+ * the connection becomes a stream of that handler's. */
+static void stream_accept(struct conn *c, const struct stream_handler *h, const char *sender,
+			  const uint8_t *plain, size_t plen)
+{
+	struct transport *t = c->t;
+
+	if (t->streams_in >= t->max_streams) {
+		t->stats.streams_failed++;
+		LOG_RATELIMITED(LOG_WARNING, "transport",
+				"refusing stream from %s (%s): %u streams already", c->peer,
+				sender, t->max_streams);
+		conn_close(c);
+		return;
+	}
+	t->inbound--;
+	t->streams_in++;
+	c->stream = true;
+	c->ops = h->ops;
+	c->ops_ctx = h->ctx;
+	snprintf(c->sender, sizeof(c->sender), "%s", sender);
+	uv_timer_stop(&c->timer);
+	if (c->ops->on_open(c->ops_ctx, (struct transport_stream *)c) < 0) {
+		c->quiet = true;
+		conn_close(c);
+		return;
+	}
+	if (c->closing)
+		return;
+	/* conn_frame_done() stopped reading, as for a one-frame exchange. */
+	int rc = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
+
+	if (rc < 0) {
+		c->err = rc;
+		conn_fail(c, uv_strerror(rc));
+		return;
+	}
+	c->ops->on_frame(c->ops_ctx, (struct transport_stream *)c, plain, plen);
+}
+
+/* A whole frame is in c->body: open it and hand it to the core, or to the
+ * stream's owner. */
 static void conn_frame_done(struct conn *c)
 {
 	struct transport *t = c->t;
 	char sender[SEAL_NAME_MAX + 1];
+	uint32_t len = c->body_len;
 	uint8_t *plain;
 	size_t plen = 0;
 	enum seal_err err;
 
-	uv_read_stop((uv_stream_t *)&c->tcp);
-	plain = malloc(c->body_len);
+	if (!c->stream)
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	plain = malloc(len);
 	if (plain == NULL) {
 		conn_fail(c, "out of memory");
 		return;
 	}
-	err = seal_open(t->seal, clock_wall_ms(), c->body, c->body_len, t->frame_max, plain,
-			c->body_len, &plen, sender);
+	err = seal_open(t->seal, clock_wall_ms(), c->body, len, t->frame_max, plain, len, &plen,
+			sender);
+	/* The body is consumed: a stream reads its next frame from scratch. */
+	free(c->body);
+	c->body = NULL;
+	c->body_len = c->body_got = 0;
+	c->hdr_got = 0;
 	if (err != SEAL_OK) {
 		LOG_RATELIMITED(LOG_WARNING, "transport", "dropped stream frame from %s: %s",
 				c->peer, seal_err_name(err));
 		free(plain);
+		c->err = UV_EPROTO;
 		conn_fail(c, seal_err_name(err));
 		return;
 	}
-	if (!sender_acceptable(t, sender)) {
+	if (!sender_acceptable(t, sender) || (c->sender[0] && strcmp(sender, c->sender) != 0)) {
 		t->stats.sender_mismatch++;
 		LOG_RATELIMITED(LOG_WARNING, "transport",
 				"dropped stream frame from %s: sealed under %s name \"%s\"",
-				c->peer, strcmp(sender, t->name) == 0 ? "our own" : "an invalid",
-				sender);
+				c->peer, strcmp(sender, t->name) == 0 ? "our own" :
+				gossip_name_valid(sender) ? "a changed" : "an invalid", sender);
 		free(plain);
+		c->err = UV_EPROTO;
 		conn_fail(c, "sender mismatch");
 		return;
 	}
+	if (c->stream) {
+		if (plen < 1) {
+			free(plain);
+			c->err = UV_EPROTO;
+			conn_fail(c, "empty frame");
+			return;
+		}
+		if (!c->sender[0])
+			snprintf(c->sender, sizeof(c->sender), "%s", sender);
+		c->ops->on_frame(c->ops_ctx, (struct transport_stream *)c, plain, plen);
+		free(plain);
+		return;
+	}
+	if (plen >= 1 && plain[0] != KIND_PUSHPULL && !c->outbound && !t->closing) {
+		const struct stream_handler *h = handler_find(t, plain[0]);
+
+		if (h != NULL) {
+			stream_accept(c, h, sender, plain, plen);
+			free(plain);
+			return;
+		}
+	}
 	if (plen < 1 || plain[0] != KIND_PUSHPULL) {
-		/* 'R' (region RPC) and newer kinds are not served here yet. */
+		/* A kind nobody registered for (yet): newer peers, or no RPC. */
 		t->stats.dropped[SEAL_ERR_MALFORMED]++;
 		LOG_RATELIMITED(LOG_WARNING, "transport",
 				"dropped stream frame from %s (%s): unknown kind 0x%02x", c->peer,
@@ -600,8 +749,9 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (c->closing || nread == 0)
 		return;
 	if (nread < 0) {
-		conn_fail(c, nread == UV_EOF ? "closed before a whole frame" :
-			  uv_strerror((int)nread));
+		c->err = (int)nread;
+		conn_fail(c, nread == UV_EOF ? (c->stream && c->hdr_got == 0 ? "closed by the peer" :
+			  "closed before a whole frame") : uv_strerror((int)nread));
 		return;
 	}
 	t->stats.tcp_in_bytes += (uint64_t)nread;
@@ -618,11 +768,13 @@ static void conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 					"dropped stream frame from %s: %s (%u bytes, bound %u)",
 					c->peer, len ? "too_large" : "malformed", len,
 					t->frame_max);
+			c->err = UV_EPROTO;
 			conn_fail(c, len ? "frame too large" : "empty frame");
 			return;
 		}
 		c->body = malloc(len);
 		if (c->body == NULL) {
+			c->err = UV_ENOMEM;
 			conn_fail(c, "out of memory");
 			return;
 		}
@@ -649,7 +801,7 @@ static void listener_connection(uv_stream_t *server, int status)
 	}
 	if (t->closing)
 		return;
-	c = conn_new(t, false);
+	c = conn_new(t, false, false);
 	if (c == NULL) {
 		LOG_RATELIMITED(LOG_ERROR, "transport", "out of memory accepting a connection");
 		return;
@@ -721,10 +873,23 @@ static void conn_connected(uv_connect_t *req, int status)
 	if (c->closing)
 		return;
 	if (status < 0) {
+		c->err = status;
 		conn_fail(c, uv_strerror(status));
 		return;
 	}
 	uv_tcp_nodelay(&c->tcp, 1);
+	if (c->stream) {
+		uv_timer_stop(&c->timer);
+		c->ops->on_open(c->ops_ctx, (struct transport_stream *)c);
+		if (c->closing)
+			return;
+		rc = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
+		if (rc < 0) {
+			c->err = rc;
+			conn_fail(c, uv_strerror(rc));
+		}
+		return;
+	}
 	rc = conn_write(c);
 	if (rc == 0)
 		rc = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc, conn_read);
@@ -750,7 +915,7 @@ static void env_stream_request(void *ctx, uint64_t id, const char *addr, const u
 		stream_fail_later(t, id, addr, "too many push-pulls in flight");
 		return;
 	}
-	c = conn_new(t, true);
+	c = conn_new(t, true, false);
 	if (c == NULL) {
 		stream_fail_later(t, id, addr, "out of memory");
 		return;
@@ -833,6 +998,7 @@ int transport_new(uv_loop_t *loop, const struct transport_config *cfg, struct tr
 	t->frame_max = cfg->frame_max ? cfg->frame_max : 1024 * 1024;
 	t->stream_timeout_ms = cfg->stream_timeout_ms ? cfg->stream_timeout_ms : 10000;
 	t->max_inbound = cfg->max_inbound ? cfg->max_inbound : 32;
+	t->max_streams = cfg->max_streams ? cfg->max_streams : 256;
 	for (size_t i = 0; i < SEND_POOL; i++) {
 		t->slots[i].t = t;
 		t->slots[i].req.data = &t->slots[i];
@@ -902,10 +1068,159 @@ void transport_close(struct transport *t)
 	t->g = NULL;
 	for (c = t->conns; c; c = next) {
 		next = c->next;
+		if (!c->err)
+			c->err = UV_ECANCELED;
 		conn_close(c);
 	}
 	transport_handle_close(t, (uv_handle_t *)&t->udp);
 	transport_handle_close(t, (uv_handle_t *)&t->listener);
 	transport_handle_close(t, (uv_handle_t *)&t->tick);
 	transport_handle_close(t, (uv_handle_t *)&t->defer);
+}
+
+/* ------------------------------------------------------------------ */
+/* Persistent streams                                                  */
+/* ------------------------------------------------------------------ */
+
+int transport_set_stream_handler(struct transport *t, uint8_t kind,
+				 const struct transport_stream_ops *ops, void *ctx)
+{
+	struct stream_handler *free_slot = NULL;
+
+	if (kind == 0 || kind == KIND_PUSHPULL)
+		return -EINVAL;
+	for (size_t i = 0; i < STREAM_KINDS; i++) {
+		struct stream_handler *h = &t->handlers[i];
+
+		if (h->kind == kind) {
+			h->ops = ops;
+			h->ctx = ctx;
+			if (ops == NULL)
+				h->kind = 0;
+			return 0;
+		}
+		if (h->kind == 0 && free_slot == NULL)
+			free_slot = h;
+	}
+	if (ops == NULL)
+		return 0;
+	if (free_slot == NULL)
+		return -ENOSPC;
+	free_slot->kind = kind;
+	free_slot->ops = ops;
+	free_slot->ctx = ctx;
+	return 0;
+}
+
+int transport_stream_open(struct transport *t, const char *addr,
+			  const struct transport_stream_ops *ops, void *ctx,
+			  struct transport_stream **out)
+{
+	struct sockaddr_storage ss;
+	struct conn *c;
+	int rc;
+
+	*out = NULL;
+	if (t->closing)
+		return -ESHUTDOWN;
+	if (addr == NULL || addr_parse(addr, &ss, NULL, 0) != 0)
+		return -EINVAL;
+	c = conn_new(t, true, true);
+	if (c == NULL)
+		return -ENOMEM;
+	c->ops = ops;
+	c->ops_ctx = ctx;
+	snprintf(c->peer, sizeof(c->peer), "%s", addr);
+	rc = uv_tcp_connect(&c->connect_req, &c->tcp, (const struct sockaddr *)&ss,
+			    conn_connected);
+	if (rc < 0) {
+		c->quiet = true;
+		conn_close(c);
+		return rc;
+	}
+	uv_timer_start(&c->timer, conn_deadline, t->stream_timeout_ms, 0);
+	*out = (struct transport_stream *)c;
+	return 0;
+}
+
+static void stream_written(uv_write_t *req, int status)
+{
+	struct stream_write *w = req->data;
+	struct conn *c = w->c;
+
+	c->queued -= w->len;
+	if (status == 0)
+		c->t->stats.tcp_out_bytes += w->len;
+	free(w);
+	if (status < 0 && !c->closing) {
+		c->err = status;
+		conn_fail(c, uv_strerror(status));
+	}
+}
+
+int transport_stream_send(struct transport_stream *s, const uint8_t *plain, size_t len)
+{
+	struct conn *c = (struct conn *)s;
+	struct transport *t = c->t;
+	size_t cap = FRAME_HDR + len + SEAL_OVERHEAD_MAX;
+	struct stream_write *w;
+	uv_buf_t b;
+	long n;
+	int rc;
+
+	if (c->closing)
+		return -ESHUTDOWN;
+	if (len < 1)
+		return -EINVAL;
+	if (len > t->frame_max)
+		return -EMSGSIZE;
+	if (c->queued + cap > (size_t)STREAM_QUEUE_FRAMES * t->frame_max)
+		return -ENOBUFS;
+	w = malloc(sizeof(*w) + cap);
+	if (w == NULL)
+		return -ENOMEM;
+	n = frame_seal(t, plain, len, w->data, cap);
+	if (n < 0) {
+		free(w);
+		return (int)n;
+	}
+	w->c = c;
+	w->len = (size_t)n;
+	w->req.data = w;
+	b = uv_buf_init((char *)w->data, (unsigned)n);
+	rc = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, stream_written);
+	if (rc < 0) {
+		free(w);
+		return rc;
+	}
+	c->queued += w->len;
+	return 0;
+}
+
+void transport_stream_close(struct transport_stream *s)
+{
+	struct conn *c = (struct conn *)s;
+
+	c->quiet = true;
+	conn_close(c);
+}
+
+void transport_stream_set_data(struct transport_stream *s, void *data)
+{
+	((struct conn *)s)->data = data;
+}
+
+void *transport_stream_data(const struct transport_stream *s)
+{
+	return ((const struct conn *)s)->data;
+}
+
+const char *transport_stream_peer(const struct transport_stream *s)
+{
+	return ((const struct conn *)s)->peer;
+}
+
+const char *transport_stream_sender(const struct transport_stream *s)
+{
+	return ((const struct conn *)s)->sender;
 }
