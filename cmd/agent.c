@@ -21,18 +21,24 @@
  * target).  The tag needs a few gossip rounds of its own before the leave
  * is announced: the core's broadcast queue keeps one message per member,
  * so a leave queued right behind the tag change would replace it and no
- * peer would ever see the node leaving, only left.  That pause (two gossip
- * intervals, at most a quarter of --leave-timeout) is where draining the
- * RPCs in flight will go.  Then we mark ourselves left in the core, which
- * tells every live member directly and keeps gossiping it; when the core
- * says the leave has spread (or --leave-timeout, counted from the start,
- * passes) we stop the API and transport, let libuv close every handle and
- * exit 0.  A second signal means the operator is out of patience: _exit(1)
- * at once.
+ * peer would ever see the node leaving, only left.  During that pause
+ * (two gossip intervals, at most a quarter of --leave-timeout) the RPC
+ * server refuses new calls with unavailable and a retry-after, and the
+ * calls in flight are drained, for at most --drain-timeout: the leave is
+ * announced once both are over, so a caller whose call is running gets
+ * its answer, and one that arrives late is told to go elsewhere rather
+ * than left waiting on a node that is about to vanish.  Then we mark
+ * ourselves left in the core, which tells every live member directly and
+ * keeps gossiping it; when the core says the leave has spread (or
+ * --leave-timeout, counted from the end of the drain, passes) we stop the
+ * RPC client and server, the API, the method runner and the transport,
+ * let libuv close every handle and exit 0.  A second signal means the
+ * operator is out of patience: _exit(1) at once.
  *
  * Regions.  The agent keeps a region table (region/region.h) for the API
- * and, later, RPC target choice.  A membership event only marks it stale;
- * it is refreshed when read (agent_regions()) and by a 1 s timer.  Two
+ * and RPC target choice (cmd/api.c, POST /v1/rpc).  A membership event
+ * only marks it stale; it is refreshed when read (agent_regions()) and by
+ * a 1 s timer.  Two
  * reasons not to refresh inside the event: events arrive from inside the
  * core, in the middle of a merge, where reading the view is not allowed
  * (gossip.h: no callback may call back into the core); and one push-pull
@@ -40,7 +46,7 @@
  * would cost O(N^2 log N) where one refresh costs O(N log N).  The timer
  * bounds how late the log hears about a disagreement; readers never see
  * membership older than the last event (round-trip times are only as
- * fresh as the last refresh: RPC target choice will refresh first).
+ * fresh as the last refresh: RPC target choice refreshes first).
  *
  * PRIMARY_REGION disagreement is a configuration error that we report,
  * never resolve: an ERROR line when it starts or its set of values
@@ -56,6 +62,7 @@
 #include "cmd/agent.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +103,10 @@ struct agent {
 	struct transport *tr;
 	struct gossip *g;
 	struct api *api;
+	struct rpc_metrics *rpc_metrics;
+	struct rpc_handlers *handlers;
+	struct rpc_server *rpc_server;
+	struct rpc_client *rpc_client;
 	char advertise[GOSSIP_ADDR_MAX + 1];
 
 	uv_signal_t sigterm, sigint;
@@ -116,6 +127,8 @@ struct agent {
 	bool leaving, announced, stopping;
 	int signals;
 	uint64_t leave_started, leave_announce_at;
+	bool drained;                 /* the RPC drain is over */
+	uint64_t drained_at;          /* loop ms it ended */
 
 	/* regions: refreshed lazily (see the top of this file) */
 	struct region_table *regions;
@@ -177,6 +190,36 @@ bool agent_ready(const struct agent *a, const char **reason)
 bool agent_leaving(const struct agent *a)
 {
 	return a->leaving;
+}
+
+struct rpc_client *agent_rpc_client(struct agent *a)
+{
+	return a->stopping ? NULL : a->rpc_client;
+}
+
+struct rpc_metrics *agent_rpc_metrics(struct agent *a)
+{
+	return a->rpc_metrics;
+}
+
+struct rpc_serve_ops agent_rpc_local(struct agent *a)
+{
+	return rpc_handlers_ops(a->handlers);
+}
+
+void agent_regions_invalidate(struct agent *a)
+{
+	a->regions_stale = true;
+}
+
+const char *agent_node(const struct agent *a)
+{
+	return a->cfg.node;
+}
+
+const char *agent_region(const struct agent *a)
+{
+	return a->cfg.region;
 }
 
 /* ------------------------------------------------------------------ */
@@ -453,8 +496,17 @@ static void agent_stop(struct agent *a)
 	if (a->stopping)
 		return;
 	a->stopping = true;
+	/* Callers first: closing the client answers every call in flight,
+	 * while the API can still write the answers; api_stop() cancels the
+	 * local calls, before their runner goes. */
+	rpc_client_close(a->rpc_client);
+	a->rpc_client = NULL;
+	rpc_server_close(a->rpc_server);
+	a->rpc_server = NULL;
 	api_stop(a->api);
 	a->api = NULL;
+	rpc_handlers_close(a->handlers);
+	a->handlers = NULL;
 	transport_close(a->tr);
 	if (a->handles_open) {
 		agent_close_handle((uv_handle_t *)&a->sigterm);
@@ -507,17 +559,33 @@ static void leave_check(uv_timer_t *h)
 	uint64_t now = uv_now(&a->loop);
 
 	if (!a->announced) {
-		if (now >= a->leave_announce_at)
+		if (a->drained && now >= a->leave_announce_at)
 			leave_announce(a, now);
 	} else if (gossip_leave_done(a->g, now)) {
 		LOG(LOG_NOTICE, "agent", "leave announced (%llu ms); stopping",
 		    (unsigned long long)(now - a->leave_started));
 		agent_stop(a);
-	} else if (now - a->leave_started >= a->cfg.leave_timeout_ms) {
+	} else if (now - a->drained_at >= a->cfg.leave_timeout_ms) {
 		LOG(LOG_WARNING, "agent", "leave timeout (%llu ms) reached; stopping anyway",
 		    (unsigned long long)a->cfg.leave_timeout_ms);
 		agent_stop(a);
 	}
+}
+
+static void drain_done(void *ctx, size_t remaining)
+{
+	struct agent *a = ctx;
+	uint64_t now = uv_now(&a->loop);
+
+	if (remaining > 0)
+		LOG(LOG_WARNING, "agent", "drain timeout (%llu ms) reached with %zu RPC(s) still "
+		    "running; they will be cancelled", (unsigned long long)a->cfg.drain_timeout_ms,
+		    remaining);
+	else
+		LOG(LOG_INFO, "agent", "RPCs drained (%llu ms)",
+		    (unsigned long long)(now - a->leave_started));
+	a->drained = true;
+	a->drained_at = now;
 }
 
 void agent_leave_start(struct agent *a, const char *why)
@@ -532,8 +600,11 @@ void agent_leave_start(struct agent *a, const char *why)
 	    REGION_TAG_LEAVING);
 	uv_timer_stop(&a->join_timer);
 	a->leave_announce_at = now + leave_mark(a, now);
-	if (a->leave_announce_at == now)
-		leave_announce(a, now);
+	/* New calls go elsewhere: retry after the drain, by when we are gone. */
+	rpc_server_set_leaving(a->rpc_server, true,
+			       (uint32_t)(a->cfg.drain_timeout_ms < 60000 ?
+					  a->cfg.drain_timeout_ms : 60000));
+	rpc_server_drain(a->rpc_server, a->cfg.drain_timeout_ms, drain_done, a);
 	uv_timer_start(&a->leave_timer, leave_check, LEAVE_CHECK_MS, LEAVE_CHECK_MS);
 }
 
@@ -589,10 +660,68 @@ static void agent_run_loop_to_end(struct agent *a)
 	a->g = NULL;
 	region_table_delete(a->regions);
 	a->regions = NULL;
+	rpc_metrics_free(a->rpc_metrics);
+	a->rpc_metrics = NULL;
 	rc = uv_loop_close(&a->loop);
 	if (rc != 0)
 		LOG(LOG_ERROR, "agent", "event loop still holds handles at exit: %s",
 		    uv_strerror(rc));
+}
+
+/* Closes what rpc_start() opened (on a failed start). */
+static void agent_stop_rpc(struct agent *a)
+{
+	rpc_client_close(a->rpc_client);
+	a->rpc_client = NULL;
+	rpc_server_close(a->rpc_server);
+	a->rpc_server = NULL;
+	rpc_handlers_close(a->handlers);
+	a->handlers = NULL;
+}
+
+/* The method runner, the RPC server (serving through it) and client. */
+static int rpc_start(struct agent *a)
+{
+	struct rpc_handlers_config hcfg = {
+		.node = a->cfg.node,
+		.region = a->cfg.region,
+		.primary_region = a->cfg.primary,
+		.version = MERIDIAN_VERSION,
+		.handlers = a->cfg.handlers,
+		.nhandlers = a->cfg.nhandlers,
+		.upstream = a->cfg.rpc_upstream,
+	};
+	struct rpc_server_config scfg = {
+		.node = a->cfg.node,
+		.version = MERIDIAN_VERSION,
+		.max_inflight = a->cfg.rpc_max_inflight,
+	};
+	struct rpc_client_config ccfg = {
+		.node = a->cfg.node,
+		.region = a->cfg.region,
+		.max_inflight = a->cfg.rpc_max_inflight,
+	};
+	struct rpc_serve_ops ops;
+	char err[256] = "";
+	int rc;
+
+	a->rpc_metrics = rpc_metrics_new();
+	if (a->rpc_metrics == NULL) {
+		LOG(LOG_ERROR, "agent", "cannot set up RPC metrics: out of memory");
+		return -ENOMEM;
+	}
+	a->handlers = rpc_handlers_new(&a->loop, &hcfg, err, sizeof(err));
+	if (a->handlers == NULL) {
+		LOG(LOG_ERROR, "agent", "cannot set up RPC handlers: %s", err);
+		return -EINVAL;
+	}
+	ops = rpc_handlers_ops(a->handlers);
+	rc = rpc_server_new(&a->loop, a->tr, &scfg, &ops, a->rpc_metrics, &a->rpc_server);
+	if (rc == 0)
+		rc = rpc_client_new(&a->loop, a->tr, &ccfg, a->rpc_metrics, &a->rpc_client);
+	if (rc < 0)
+		LOG(LOG_ERROR, "agent", "cannot start region RPC: %s", strerror(-rc));
+	return rc;
 }
 
 /* Prints why the configuration was refused; returns the exit code. */
@@ -709,10 +838,20 @@ int cmd_agent(int argc, char **argv)
 	}
 	transport_attach(a->tr, a->g);
 
+	if (rpc_start(a) != 0) {
+		transport_close(a->tr);
+		agent_stop_rpc(a);
+		agent_run_loop_to_end(a);
+		seal_delete(a->seal);
+		free(a);
+		return 1;
+	}
+
 	rc = api_start(&a->loop, a->cfg.api, a, &a->api);
 	if (rc < 0) {
 		LOG(LOG_ERROR, "agent", "cannot serve the API on %s: %s", a->cfg.api,
 		    uv_strerror(rc));
+		agent_stop_rpc(a);
 		transport_close(a->tr);
 		agent_run_loop_to_end(a);
 		seal_delete(a->seal);

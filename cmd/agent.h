@@ -17,7 +17,9 @@
 #include "gossip/gossip.h"
 #include "gossip/seal.h"
 #include "gossip/transport.h"
+#include "region/handlers.h"
 #include "region/region.h"
+#include "region/rpc.h"
 
 struct agent;
 
@@ -56,9 +58,31 @@ bool agent_leaving(const struct agent *a);
 const struct region_table *agent_regions(struct agent *a);
 
 /*
+ * Region RPC.  The client that calls other nodes (NULL once the agent is
+ * stopping: answer unavailable), the metrics every call is counted in,
+ * and the method runner's seam, which the API uses for the local
+ * short-cut (a call to this node runs here, without the network).  A
+ * local call must be cancelled (ops.cancel) before api_stop() returns:
+ * the agent closes the runner right after.
+ */
+struct rpc_client *agent_rpc_client(struct agent *a);
+struct rpc_metrics *agent_rpc_metrics(struct agent *a);
+struct rpc_serve_ops agent_rpc_local(struct agent *a);
+
+/* Marks the region table stale so that the next agent_regions() reads the
+ * core again (fresh round-trip times for target choice). */
+void agent_regions_invalidate(struct agent *a);
+
+/* This node's name and region. */
+const char *agent_node(const struct agent *a);
+const char *agent_region(const struct agent *a);
+
+/*
  * Starts a graceful leave, as SIGTERM does: gossip the tag leaving=1,
- * give it a few gossip rounds to spread, announce the leave, wait until it
- * has spread (the whole bounded by --leave-timeout), stop, exit 0.  @why
+ * refuse new RPCs (unavailable, with a retry-after), wait for the ones in
+ * flight (at most --drain-timeout) and give the tag a few gossip rounds
+ * to spread, announce the leave, wait until it
+ * has spread (bounded by --leave-timeout after the drain), stop, exit 0.  @why
  * goes to the log ("POST /v1/leave").  Idempotent.
  */
 void agent_leave_start(struct agent *a, const char *why);

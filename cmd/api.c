@@ -2,9 +2,16 @@
  * cmd/api.c - the local API's routes (docs/api.md is the contract the CLI
  * and monitoring code against).
  *
- * Every route answers synchronously from the agent's in-memory state: the
- * membership view is small (bounded by members_max) and reading it takes
- * microseconds, so there is nothing to wait for and no request is kept.
+ * Every route but one answers synchronously from the agent's in-memory
+ * state: the membership view is small (bounded by members_max) and reading
+ * it takes microseconds.  POST /v1/rpc is the exception: its answer waits
+ * for the call (region/rpc.h), so the request is kept on a list until the
+ * result comes, and api_stop() answers whatever is left (unavailable).
+ * The target is chosen by region_choose() on a freshly refreshed table
+ * (round-trip times move); a connection refused before the request left
+ * sends it to the next candidate of a region, never after it may have run.
+ * A call to this node runs through the method runner directly, the same
+ * seam the RPC server uses, so it behaves the same without the network.
  * JSON is built with jansson and sent compact, one object per answer,
  * with a trailing newline so that `curl` output stays readable.
  *
@@ -29,13 +36,16 @@
 #include <string.h>
 
 #include <jansson.h>
+#include <sodium.h>
 
 #include "cmd/agent.h"
 #include "cmd/config.h"
 #include "cmd/http_server.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "region/handlers.h"
 #include "region/region.h"
+#include "region/rpc.h"
 
 #ifndef MERIDIAN_VERSION
 #define MERIDIAN_VERSION "0.0.0"
@@ -44,9 +54,12 @@
 #define JSON_TYPE "application/json"
 #define METRICS_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
+struct rpc_call;
+
 struct api {
 	struct agent *agent;
 	struct http_server *server;
+	struct rpc_call *calls;     /* POST /v1/rpc waiting for their answer */
 };
 
 /* ------------------------------------------------------------------ */
@@ -484,6 +497,7 @@ static void route_metrics(struct api *api, struct http_request *req)
 		   "Push-pull streams that failed or were refused.", ts.streams_failed);
 	metric_one(f, "meridian_members_refused_total", "counter",
 		   "Members refused at the members bound.", gs.members_refused);
+	rpc_metrics_print(agent_rpc_metrics(a), f);
 	if (fclose(f) != 0 || body == NULL) {
 		free(body);
 		respond_json(req, 500, NULL, NULL);
@@ -494,10 +508,426 @@ static void route_metrics(struct api *api, struct http_request *req)
 }
 
 /* ------------------------------------------------------------------ */
+/* Region RPC                                                          */
+/* ------------------------------------------------------------------ */
+
+#define RPC_TIMEOUT_MS_DEFAULT 5000
+#define RPC_TRIES_MAX 8           /* candidates tried when connections are refused */
+
+/* One POST /v1/rpc, from the request until its answer.  Kept on the
+ * API's list so that api_stop() can answer (and cancel) what is left. */
+struct rpc_call {
+	struct api *api;                 /* NULL once the API has stopped */
+	struct http_request *req;
+	struct rpc_call *prev, *next;
+
+	enum region_target_kind kind;
+	char name[GOSSIP_NAME_MAX + 1];  /* region or node named by the caller */
+	char method[RPC_METHOD_MAX + 1];
+	struct rpc_buf args;
+	uint32_t timeout_ms;
+	uint64_t started_ns;             /* uv_hrtime() at the request */
+
+	char tried[RPC_TRIES_MAX][GOSSIP_NAME_MAX + 1];
+	size_t ntried;
+	char node[GOSSIP_NAME_MAX + 1];  /* the target of the current attempt */
+	char region[REGION_NAME_MAX + 1];
+
+	/* the local short-cut */
+	bool local, starting, done;
+	void *job;
+};
+
+static void rpc_call_link(struct api *api, struct rpc_call *c)
+{
+	c->api = api;
+	c->next = api->calls;
+	if (api->calls)
+		api->calls->prev = c;
+	api->calls = c;
+}
+
+static void rpc_call_free(struct rpc_call *c)
+{
+	if (c->api) {
+		if (c->prev)
+			c->prev->next = c->next;
+		else
+			c->api->calls = c->next;
+		if (c->next)
+			c->next->prev = c->prev;
+	}
+	rpc_buf_free(&c->args);
+	free(c);
+}
+
+/* @c is answered: free it, unless start() of the local short-cut is still
+ * running (it writes *job on return); rpc_call_local() frees it then. */
+static void rpc_call_finish(struct rpc_call *c)
+{
+	c->done = true;
+	if (!c->starting)
+		rpc_call_free(c);
+}
+
+static double rpc_call_seconds(const struct rpc_call *c)
+{
+	return (double)(uv_hrtime() - c->started_ns) / 1e9;
+}
+
+/* The HTTP status of an error code (docs/api.md's table). */
+static int rpc_http_status(const char *code)
+{
+	static const struct {
+		const char *code;
+		int status;
+	} map[] = {
+		{ "no_such_region", 503 }, { "no_nodes_in_region", 503 },
+		{ "no_such_node", 503 },   { "unavailable", 503 },
+		{ "no_leader", 503 },      { "timeout", 504 },
+		{ "overloaded", 429 },     { "no_such_method", 404 },
+		{ "version_mismatch", 502 }, { "remote_error", 502 },
+		{ "bad_request", 400 },    { "connection_lost", 502 },
+	};
+
+	for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(map[i].code, code) == 0)
+			return map[i].status;
+	return 502;   /* a code from a newer peer: it answered, with an error */
+}
+
+/* Answers @c with an error, counts it, frees @c. */
+static void rpc_call_fail(struct rpc_call *c, const char *code, const char *message,
+			  const char *node, const char *version, uint32_t retry_after_ms)
+{
+	char extra[48] = "";
+	json_t *err = json_pack("{s:s,s:s}", "code", code, "message", message);
+
+	if (err && node && *node)
+		json_object_set_new(err, "node", json_string(node));
+	if (err && version && *version)
+		json_object_set_new(err, "version", json_string(version));
+	if (err && retry_after_ms) {
+		json_object_set_new(err, "retry_after_ms", json_integer(retry_after_ms));
+		snprintf(extra, sizeof(extra), "Retry-After: %u\r\n",
+			 (retry_after_ms + 999) / 1000);
+	}
+	if (c->local && c->api)
+		rpc_metrics_observe(agent_rpc_metrics(c->api->agent), RPC_SIDE_CLIENT, c->method,
+				    code, rpc_call_seconds(c));
+	respond_json(c->req, rpc_http_status(code), err ? json_pack("{s:o}", "error", err) : NULL,
+		     *extra ? extra : NULL);
+	rpc_call_finish(c);
+}
+
+/* Answers @c with @result: JSON when it parses as JSON, else a string. */
+static void rpc_call_ok(struct rpc_call *c, const uint8_t *result, size_t len)
+{
+	json_t *v = json_loadb((const char *)result, len, JSON_DECODE_ANY, NULL);
+
+	if (v == NULL)
+		v = json_stringn((const char *)result, len);
+	if (v == NULL) {
+		rpc_call_fail(c, "remote_error", "the result is neither JSON nor UTF-8 text",
+			      c->node, NULL, 0);
+		return;
+	}
+	if (c->local && c->api)
+		rpc_metrics_observe(agent_rpc_metrics(c->api->agent), RPC_SIDE_CLIENT, c->method,
+				    "ok", rpc_call_seconds(c));
+	respond_json(c->req, 200, json_pack("{s:b,s:s,s:s,s:o}", "ok", 1, "node", c->node,
+					    "region", c->region, "result", v), NULL);
+	rpc_call_finish(c);
+}
+
+static void rpc_call_attempt(struct rpc_call *c);
+
+static void rpc_remote_done(void *ctx, const struct rpc_result *r)
+{
+	struct rpc_call *c = ctx;
+	char msg[RPC_MESSAGE_MAX + 128];
+
+	if (c->api == NULL) {     /* answered by api_stop() already */
+		rpc_call_free(c);
+		return;
+	}
+	switch (r->status) {
+	case RPC_OK:
+		rpc_call_ok(c, r->result, r->result_len);
+		return;
+	case RPC_FAILED:
+		rpc_call_fail(c, r->code, *r->message ? r->message : r->code, r->node,
+			      r->node_version, r->retry_after_ms);
+		return;
+	case RPC_NOT_SENT:
+		/* Never ran: another node of the region may do, the named node not. */
+		if (c->kind == REGION_TARGET_REGION || c->kind == REGION_TARGET_PRIMARY) {
+			LOG(LOG_INFO, "rpc", "%s: could not reach %s (%s); trying another node",
+			    c->method, c->node, uv_strerror(r->err));
+			rpc_call_attempt(c);
+			return;
+		}
+		snprintf(msg, sizeof(msg), "node %s could not be reached: %s", c->node,
+			 uv_strerror(r->err));
+		rpc_call_fail(c, "unavailable", msg, c->node, NULL, 0);
+		return;
+	case RPC_CONN_LOST:
+		snprintf(msg, sizeof(msg), "the connection to %s broke after the call was sent "
+			 "(it may have run): %s", c->node, uv_strerror(r->err));
+		rpc_call_fail(c, "connection_lost", msg, c->node, NULL, 0);
+		return;
+	}
+}
+
+static void rpc_local_reply(void *ctx, const struct rpc_serve_reply *r)
+{
+	struct rpc_call *c = ctx;
+
+	if (c->api == NULL) {     /* cannot happen: api_stop() cancels first */
+		rpc_call_finish(c);
+		return;
+	}
+	if (r->error == RPC_E_NONE) {
+		rpc_call_ok(c, r->result, r->result_len);
+	} else {
+		char msg[RPC_MESSAGE_MAX + 1];
+		size_t n = rpc_message_clean(msg, sizeof(msg) - 1, r->message ? r->message : "",
+					     r->message ? strlen(r->message) : 0);
+
+		msg[n] = '\0';   /* rpc_message_clean() does not terminate */
+		rpc_call_fail(c, rpc_error_name(r->error), *msg ? msg : rpc_error_name(r->error),
+			      c->node, MERIDIAN_VERSION, r->retry_after_ms);
+	}
+}
+
+/* Runs @c here through the method runner, as the server would. */
+static void rpc_call_local(struct rpc_call *c)
+{
+	struct agent *a = c->api->agent;
+	struct rpc_serve_ops ops = agent_rpc_local(a);
+	struct rpc_serve_call call = {
+		.method = c->method,
+		.args = c->args.data,
+		.args_len = c->args.len,
+		.deadline_ms = c->timeout_ms,
+		.origin_node = agent_node(a),
+		.origin_region = agent_region(a),
+	};
+	void *job = NULL;
+
+	c->local = true;
+	c->starting = true;
+	/* The built-ins reply inside start(): rpc_call_finish() leaves @c to us. */
+	ops.start(ops.ctx, &call, rpc_local_reply, c, &job);
+	c->starting = false;
+	if (c->done) {
+		rpc_call_free(c);
+		return;
+	}
+	c->job = job;
+}
+
+/* Chooses the next target of @c and calls it (or answers why not). */
+static void rpc_call_attempt(struct rpc_call *c)
+{
+	struct agent *a = c->api->agent;
+	const char *exclude[RPC_TRIES_MAX];
+	struct region_target target = { c->kind, *c->name ? c->name : NULL };
+	struct region_choice ch;
+	struct rpc_client *client;
+	uint64_t elapsed_ms = (uv_hrtime() - c->started_ns) / 1000000;
+	const struct region_table *rt;
+	char msg[REGION_MESSAGE_MAX + 64];
+	int rc;
+
+	if (elapsed_ms >= c->timeout_ms) {
+		rpc_call_fail(c, "timeout", "the timeout passed before any node could be reached",
+			      c->node, NULL, 0);
+		return;
+	}
+	if (c->ntried == RPC_TRIES_MAX) {
+		snprintf(msg, sizeof(msg), "%zu nodes tried, none could be reached", c->ntried);
+		rpc_call_fail(c, "unavailable", msg, NULL, NULL, 0);
+		return;
+	}
+	for (size_t i = 0; i < c->ntried; i++)
+		exclude[i] = c->tried[i];
+	/* Target choice reads round-trip times: take them fresh from the core. */
+	agent_regions_invalidate(a);
+	rt = agent_regions(a);
+	rc = region_choose(rt, &target, randombytes_random() | (uint64_t)randombytes_random() << 32,
+			   exclude, c->ntried, &ch);
+	if (rc == REGION_ERR_EXHAUSTED) {
+		snprintf(msg, sizeof(msg), "no node could be reached (%zu tried)", c->ntried);
+		rpc_call_fail(c, "unavailable", msg, NULL, NULL, 0);
+		return;
+	}
+	if (rc < 0) {
+		const char *code = region_err_name(rc);
+
+		if (rc == REGION_ERR_BAD_REGION || rc == REGION_ERR_BAD_TARGET || code == NULL)
+			code = "bad_request";
+		rpc_call_fail(c, code, ch.message,
+			      c->kind == REGION_TARGET_NODE ? c->name : NULL, NULL, 0);
+		return;
+	}
+	snprintf(c->node, sizeof(c->node), "%s", ch.member->name);
+	snprintf(c->region, sizeof(c->region), "%s", ch.member->region);
+	if (ch.local) {
+		rpc_call_local(c);
+		return;
+	}
+	snprintf(c->tried[c->ntried++], sizeof(c->tried[0]), "%s", ch.member->name);
+	client = agent_rpc_client(a);
+	rc = client ? rpc_client_call(client, ch.member->name, ch.member->addr, c->method,
+				      c->args.data, c->args.len,
+				      (uint32_t)(c->timeout_ms - elapsed_ms), rpc_remote_done, c) :
+		      -ESHUTDOWN;
+	if (rc == 0)
+		return;
+	if (rc == -EBUSY)
+		rpc_call_fail(c, "overloaded", "too many calls in flight from this agent", NULL,
+			      NULL, 100);
+	else if (rc == -ESHUTDOWN)
+		rpc_call_fail(c, "unavailable", "this agent is stopping", NULL, NULL, 0);
+	else if (rc == -EMSGSIZE)
+		rpc_call_fail(c, "bad_request", "the arguments are too large", NULL, NULL, 0);
+	else
+		rpc_call_fail(c, "bad_request", "the call was refused (bad method, name or "
+			      "address)", c->node, NULL, 0);
+}
+
+/* Parses the body of POST /v1/rpc into @c; on failure answers 400 and
+ * returns false (@c is then freed). */
+static bool rpc_call_parse(struct rpc_call *c, const struct http_request_view *v)
+{
+	static const char *const kinds[] = { "region", "primary", "leader", "node" };
+	json_error_t jerr;
+	json_t *root = json_loadb(v->body, v->body_len, 0, &jerr);
+	json_t *method, *args, *timeout;
+	char err[256] = "";
+	size_t given = 0;
+	char *args_text = NULL;
+	int rc;
+
+	if (!json_is_object(root)) {
+		snprintf(err, sizeof(err), "the body must be a JSON object: %s",
+			 root ? "not an object" : jerr.text);
+		goto bad;
+	}
+	for (size_t i = 0; i < 4; i++) {
+		json_t *t = json_object_get(root, kinds[i]);
+
+		if (t == NULL || json_is_null(t) || json_is_false(t))
+			continue;
+		given++;
+		c->kind = (enum region_target_kind)i;
+		if (i == 1 || i == 2) {
+			if (!json_is_true(t)) {
+				snprintf(err, sizeof(err), "\"%s\" must be true", kinds[i]);
+				goto bad;
+			}
+		} else if (!json_is_string(t) || json_string_length(t) == 0 ||
+			   json_string_length(t) > GOSSIP_NAME_MAX) {
+			snprintf(err, sizeof(err), "\"%s\" must be a non-empty name", kinds[i]);
+			goto bad;
+		} else {
+			snprintf(c->name, sizeof(c->name), "%s", json_string_value(t));
+		}
+	}
+	if (given != 1) {
+		snprintf(err, sizeof(err), "give exactly one target: \"region\", \"primary\", "
+			 "\"leader\" or \"node\"");
+		goto bad;
+	}
+	method = json_object_get(root, "method");
+	if (!json_is_string(method) ||
+	    !rpc_method_valid(json_string_value(method), json_string_length(method))) {
+		snprintf(err, sizeof(err), "\"method\" must be a method name (1 to %d of "
+			 "[a-z0-9_.-]...)", RPC_METHOD_MAX);
+		goto bad;
+	}
+	snprintf(c->method, sizeof(c->method), "%s", json_string_value(method));
+	timeout = json_object_get(root, "timeout_ms");
+	c->timeout_ms = RPC_TIMEOUT_MS_DEFAULT;
+	if (timeout && !json_is_null(timeout)) {
+		if (!json_is_integer(timeout) || json_integer_value(timeout) < 1 ||
+		    json_integer_value(timeout) > (json_int_t)RPC_DEADLINE_MAX_MS) {
+			snprintf(err, sizeof(err), "\"timeout_ms\" must be an integer from 1 to %u",
+				 RPC_DEADLINE_MAX_MS);
+			goto bad;
+		}
+		c->timeout_ms = (uint32_t)json_integer_value(timeout);
+	}
+	args = json_object_get(root, "args");
+	if (args && !json_is_null(args)) {
+		if (!json_is_array(args)) {
+			snprintf(err, sizeof(err), "\"args\" must be a JSON array");
+			goto bad;
+		}
+		args_text = json_dumps(args, JSON_COMPACT);
+		if (args_text == NULL) {
+			snprintf(err, sizeof(err), "\"args\" could not be encoded");
+			goto bad;
+		}
+	}
+	rc = rpc_args_from_json(args_text ? args_text : "[]", &c->args, err, sizeof(err));
+	free(args_text);
+	if (rc < 0) {
+		if (rc == -EMSGSIZE)
+			snprintf(err, sizeof(err), "\"args\" is too large");
+		goto bad;
+	}
+	json_decref(root);
+	return true;
+bad:
+	json_decref(root);
+	respond_error(c->req, 400, "bad_request", NULL, "%s", err);
+	rpc_call_free(c);
+	return false;
+}
+
+static void route_rpc(struct api *api, struct http_request *req,
+		      const struct http_request_view *v)
+{
+	struct rpc_call *c = calloc(1, sizeof(*c));
+
+	if (c == NULL) {
+		respond_json(req, 500, NULL, NULL);
+		return;
+	}
+	c->req = req;
+	c->started_ns = uv_hrtime();
+	rpc_call_link(api, c);
+	if (rpc_call_parse(c, v))
+		rpc_call_attempt(c);
+}
+
+/* Answers every call still waiting: the agent is stopping. */
+static void rpc_calls_abort(struct api *api)
+{
+	struct rpc_serve_ops ops = agent_rpc_local(api->agent);
+
+	while (api->calls) {
+		struct rpc_call *c = api->calls;
+
+		api->calls = c->next;
+		c->prev = c->next = NULL;
+		respond_error(c->req, 503, "unavailable", NULL, "the agent is stopping");
+		c->api = NULL;
+		if (c->local && !c->done) {
+			ops.cancel(ops.ctx, c->job);
+			rpc_call_free(c);
+		}
+		/* A remote call is freed by its callback, which comes. */
+	}
+}
+
+/* ------------------------------------------------------------------ */
 /* Routing                                                             */
 /* ------------------------------------------------------------------ */
 
-enum route { R_MEMBERS, R_SELF, R_LEAVE, R_HEALTHZ, R_READYZ, R_METRICS };
+enum route { R_MEMBERS, R_SELF, R_LEAVE, R_HEALTHZ, R_READYZ, R_METRICS, R_RPC };
 
 static const struct {
 	const char *path;
@@ -507,6 +937,7 @@ static const struct {
 	{ "/v1/members", "GET", R_MEMBERS }, { "/v1/self", "GET", R_SELF },
 	{ "/v1/leave", "POST", R_LEAVE },    { "/healthz", "GET", R_HEALTHZ },
 	{ "/readyz", "GET", R_READYZ },      { "/metrics", "GET", R_METRICS },
+	{ "/v1/rpc", "POST", R_RPC },
 };
 
 static void api_handle(void *ctx, struct http_request *req, const struct http_request_view *v)
@@ -548,6 +979,9 @@ static void api_handle(void *ctx, struct http_request *req, const struct http_re
 	case R_METRICS:
 		route_metrics(api, req);
 		break;
+	case R_RPC:
+		route_rpc(api, req, v);
+		break;
 	}
 }
 
@@ -573,6 +1007,7 @@ void api_stop(struct api *api)
 {
 	if (api == NULL)
 		return;
+	rpc_calls_abort(api);
 	http_server_stop(api->server);
 	free(api);
 }

@@ -5,10 +5,12 @@
  *   GET  /v1/members   ?region=R&status=S   the membership view, by name
  *   GET  /v1/self                           this node
  *   POST /v1/leave                          start a graceful leave (202)
+ *   POST /v1/rpc                            region-targeted RPC (deferred)
  *   GET  /healthz  /readyz  /metrics        monitoring
  *
- * Everything is answered synchronously from the agent's state (cmd/agent.h);
- * errors have the shape {"error":{"code":...,"message":...}}.
+ * Everything but /v1/rpc is answered synchronously from the agent's state
+ * (cmd/agent.h); /v1/rpc answers when the call ends.  Errors have the shape
+ * {"error":{"code":...,"message":...}}.
  */
 #ifndef MERIDIAN_CMD_API_H
 #define MERIDIAN_CMD_API_H

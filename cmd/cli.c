@@ -1,5 +1,6 @@
 /*
- * cmd/cli.c - the client subcommands: members, info, leave, keygen, version.
+ * cmd/cli.c - the client subcommands: members, info, rpc, leave, keygen,
+ * version.
  *
  * The CLI is a client of the local API (docs/api.md) and nothing else: it
  * never reads the agent's state another way.  Its output and exit codes
@@ -822,5 +823,212 @@ int cmd_version(int argc, char **argv)
 	}
 	rc = print_json(v);
 	json_decref(v);
+	return output_done(rc);
+}
+
+/* ---- meridian rpc ---- */
+
+static const char rpc_usage[] =
+	"usage: meridian rpc (--region R | --primary | --leader | --node N) [--timeout D]\n"
+	"                    [--json] [--api ADDR] METHOD [ARG...]\n";
+
+static const char rpc_help[] =
+	"\n"
+	"Runs METHOD on a node of the chosen target, through the local agent (POST\n"
+	"/v1/rpc), and prints its result: JSON as it came, text as it is.  The\n"
+	"arguments are strings (sent as a JSON array of strings).  A call to this\n"
+	"node's own region runs here, without the network.\n"
+	"\n"
+	"  --region R     any alive node of region R (the nearest by round-trip time)\n"
+	"  --primary      any alive node of the primary region\n"
+	"  --leader       the elected leader (not available yet: exit 3)\n"
+	"  --node N       the node named N\n"
+	"  --timeout D    the call's deadline (default 5s): e.g. 500ms, 2s\n"
+	"  --json         print the agent's whole JSON answer\n"
+	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
+	"\n"
+	"Exit codes: 0 ok; 1 the remote side answered with an error (remote_error,\n"
+	"no_such_method, version_mismatch); 2 usage; 3 no target (no_such_region,\n"
+	"no_nodes_in_region, no_such_node, no_leader), unavailable, overloaded, or no\n"
+	"agent; 4 timeout.\n";
+
+#define RPC_CLI_TIMEOUT_MS_DEFAULT 5000
+#define RPC_CLI_GRACE_MS 5000   /* the agent answers timeouts itself: wait past them */
+
+/* The exit code of an error code from POST /v1/rpc. */
+static int rpc_exit_code(const char *code, int status)
+{
+	static const char *const unavailable[] = {
+		"no_such_region", "no_nodes_in_region", "no_such_node", "unavailable",
+		"no_leader", "overloaded", "connection_lost",
+	};
+
+	if (code == NULL)
+		return status == 503 ? EXIT_UNAVAILABLE : EXIT_REMOTE_ERROR;
+	if (strcmp(code, "timeout") == 0)
+		return EXIT_TIMEOUT;
+	if (strcmp(code, "bad_request") == 0)
+		return EXIT_USAGE;
+	for (size_t i = 0; i < NFLAGS(unavailable); i++)
+		if (strcmp(code, unavailable[i]) == 0)
+			return EXIT_UNAVAILABLE;
+	return EXIT_REMOTE_ERROR;
+}
+
+/* A value flag of `meridian rpc`: "--name value" or "--name=value". */
+static bool rpc_flag_value(int argc, char **argv, int *i, const char *name, const char **out,
+			   bool *missing)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i] + 2;
+
+	if (strncmp(a, name, n) != 0)
+		return false;
+	if (a[n] == '=') {
+		*out = a + n + 1;
+		return true;
+	}
+	if (a[n] != '\0')
+		return false;
+	if (*i + 1 >= argc) {
+		*missing = true;
+		return true;
+	}
+	*out = argv[++*i];
+	return true;
+}
+
+static int rpc_usage_error(const char *fmt, const char *what)
+{
+	fputs("meridian rpc: ", stderr);
+	fprintf(stderr, fmt, what);
+	fprintf(stderr, "\n%s", rpc_usage);
+	return EXIT_USAGE;
+}
+
+/* Prints the answer of a successful call: the result alone, or all of it. */
+static int rpc_print(json_t *root, bool json)
+{
+	json_t *result = json_object_get(root, "result");
+
+	if (json)
+		return print_json(root);
+	if (json_is_string(result)) {
+		/* The handler's own text: printed as it is (it is the user's). */
+		fputs(json_string_value(result), stdout);
+		putchar('\n');
+		return EXIT_OK_;
+	}
+	if (result == NULL)
+		result = json_null();
+	{
+		char *s = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+
+		if (s == NULL) {
+			fprintf(stderr, "meridian rpc: out of memory\n");
+			return EXIT_REMOTE_ERROR;
+		}
+		puts(s);
+		free(s);
+	}
+	return EXIT_OK_;
+}
+
+int cmd_rpc(int argc, char **argv)
+{
+	const char *region = NULL, *node = NULL, *timeout = NULL, *api = NULL;
+	bool primary = false, leader = false, json = false, missing = false;
+	int i, rc, tmo, ntargets;
+	struct http_reply r;
+	json_t *req, *args, *root, *e;
+	char *body;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (strncmp(a, "--", 2) != 0 && strcmp(a, "-h") != 0)
+			break;   /* METHOD */
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			printf("%s%s", rpc_usage, rpc_help);
+			return EXIT_OK_;
+		} else if (strcmp(a, "--primary") == 0) {
+			primary = true;
+		} else if (strcmp(a, "--leader") == 0) {
+			leader = true;
+		} else if (strcmp(a, "--json") == 0) {
+			json = true;
+		} else if (!rpc_flag_value(argc, argv, &i, "region", &region, &missing) &&
+			   !rpc_flag_value(argc, argv, &i, "node", &node, &missing) &&
+			   !rpc_flag_value(argc, argv, &i, "timeout", &timeout, &missing) &&
+			   !rpc_flag_value(argc, argv, &i, "api", &api, &missing)) {
+			return rpc_usage_error("unknown flag \"%s\"", a);
+		}
+		if (missing)
+			return rpc_usage_error("%s needs a value", a);
+	}
+	ntargets = (region != NULL) + (node != NULL) + primary + leader;
+	if (ntargets != 1)
+		return rpc_usage_error("%s", ntargets ? "give only one of --region, --primary, "
+				       "--leader, --node" : "give one of --region, --primary, "
+				       "--leader, --node");
+	if (i >= argc)
+		return rpc_usage_error("%s", "no METHOD given");
+	rc = timeout_get("rpc", rpc_usage, timeout, RPC_CLI_TIMEOUT_MS_DEFAULT, &tmo);
+	if (rc)
+		return rc;
+	api = api_addr(api);
+
+	args = json_array();
+	for (int j = i + 1; args && j < argc; j++)
+		if (json_array_append_new(args, json_string(argv[j])) != 0) {
+			json_decref(args);
+			return rpc_usage_error("argument \"%s\" is not valid UTF-8", argv[j]);
+		}
+	req = json_pack("{s:s,s:o,s:i}", "method", argv[i], "args", args, "timeout_ms", tmo);
+	if (req && region)
+		json_object_set_new(req, "region", json_string(region));
+	if (req && node)
+		json_object_set_new(req, "node", json_string(node));
+	if (req && (primary || leader))
+		json_object_set_new(req, primary ? "primary" : "leader", json_true());
+	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (body == NULL) {
+		fprintf(stderr, "meridian rpc: out of memory (or METHOD is not UTF-8)\n");
+		return EXIT_USAGE;
+	}
+	/* The agent answers a timeout itself, a little after @tmo: wait for it. */
+	rc = http_call(api, "POST", "/v1/rpc", body, strlen(body), tmo + RPC_CLI_GRACE_MS, &r);
+	free(body);
+	if (rc < 0)
+		return report_call_error(api, rc, tmo + RPC_CLI_GRACE_MS);
+	root = json_loadb(r.body, r.body_len, 0, NULL);
+	if (r.status / 100 == 2 && json_is_object(root)) {
+		http_reply_free(&r);
+		rc = rpc_print(root, json);
+		json_decref(root);
+		return output_done(rc);
+	}
+	e = json_object_get(root, "error");
+	if (json && root) {
+		print_json(root);
+	} else if (json_is_object(e)) {
+		char c[128], m[1024];
+		const char *code = json_string_value(json_object_get(e, "code"));
+		const char *msg = json_string_value(json_object_get(e, "message"));
+
+		sanitize(code ? code : "error", c, sizeof(c));
+		sanitize(msg ? msg : "", m, sizeof(m));
+		fprintf(stderr, "meridian rpc: %s: %s\n", c, m);
+	} else {
+		fprintf(stderr, "meridian rpc: the agent at %s answered HTTP %d\n", api, r.status);
+	}
+	rc = rpc_exit_code(json_string_value(json_object_get(e, "code")), r.status);
+	json_decref(root);
+	http_reply_free(&r);
 	return output_done(rc);
 }

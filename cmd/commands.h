@@ -21,5 +21,6 @@ int cmd_info(int argc, char **argv);
 int cmd_leave(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+int cmd_rpc(int argc, char **argv);
 
 #endif

@@ -68,6 +68,12 @@ static const char usage_text[] =
 "                           values up to 128 printable characters; at most 16\n"
 "                           tags and 512 bytes in all, the agent's own included)\n"
 "  --leave-timeout D        longest wait for a leave to spread (5s; at most 1h)\n"
+"  --handler NAME=COMMAND   region RPC method NAME run by `/bin/sh -c COMMAND`\n"
+"                           (arguments as JSON on stdin, result on stdout);\n"
+"                           repeatable, at most 64\n"
+"  --rpc-upstream URL       send other RPC methods to http://127.0.0.1:PORT/path\n"
+"  --rpc-max-inflight N     RPCs served and made at once (1024; 1 to 65536)\n"
+"  --drain-timeout D        on leave, wait this long for RPCs in flight (5s)\n"
 "  --log-level L            debug, info, notice (default), warning, error\n"
 "  --log-format F           text (default) or json (JSON lines with \"severity\")\n"
 "  --dev                    single node on loopback with a throw-away secret:\n"
@@ -231,7 +237,9 @@ struct raw {
 	const char *secret_file, *profile, *log_level, *log_format;
 	const char *probe_interval, *probe_timeout, *suspicion_mult, *gossip_interval;
 	const char *gossip_nodes, *pushpull_interval, *reconnect_interval, *reconnect_timeout;
-	const char *leave_timeout;
+	const char *leave_timeout, *drain_timeout, *rpc_upstream, *rpc_max_inflight;
+	const char *handler_v[RPC_HANDLERS_MAX];
+	struct flag_list handlers;
 	const char *join_v[CONFIG_SEEDS_MAX];
 	const char *tag_v[GOSSIP_TAGS_MAX];
 	struct flag_list join, tags;
@@ -267,6 +275,10 @@ static int raw_parse(struct config *c, struct raw *r, int argc, char **argv)
 		{ "reconnect-timeout", FLAG_STRING, &r->reconnect_timeout },
 		{ "tag", FLAG_LIST, &r->tags },
 		{ "leave-timeout", FLAG_STRING, &r->leave_timeout },
+		{ "handler", FLAG_LIST, &r->handlers },
+		{ "rpc-upstream", FLAG_STRING, &r->rpc_upstream },
+		{ "rpc-max-inflight", FLAG_STRING, &r->rpc_max_inflight },
+		{ "drain-timeout", FLAG_STRING, &r->drain_timeout },
 		{ "log-level", FLAG_STRING, &r->log_level },
 		{ "log-format", FLAG_STRING, &r->log_format },
 		{ "dev", FLAG_BOOL, &r->dev },
@@ -276,6 +288,7 @@ static int raw_parse(struct config *c, struct raw *r, int argc, char **argv)
 
 	r->join = (struct flag_list){ r->join_v, 0, CONFIG_SEEDS_MAX, "flags" };
 	r->tags = (struct flag_list){ r->tag_v, 0, GOSSIP_TAGS_MAX, "tags" };
+	r->handlers = (struct flag_list){ r->handler_v, 0, RPC_HANDLERS_MAX, "handlers" };
 	rc = flags_parse(argc, argv, flags, sizeof(flags) / sizeof(flags[0]), err, sizeof(err));
 	if (rc < 0)
 		return usage_error(c, "%s", err);
@@ -313,8 +326,14 @@ static int numbers_parse(struct config *c, const struct raw *r, struct overrides
 	    duration_flag(c, "reconnect-timeout", r->reconnect_timeout, UINT64_MAX,
 			  &o->reconnect_timeout) ||
 	    duration_flag(c, "leave-timeout", r->leave_timeout, CONFIG_LEAVE_TIMEOUT_MS_MAX,
-			  &c->leave_timeout_ms))
+			  &c->leave_timeout_ms) ||
+	    duration_flag(c, "drain-timeout", r->drain_timeout, CONFIG_DRAIN_TIMEOUT_MS_MAX,
+			  &c->drain_timeout_ms))
 		return -EINVAL;
+	if (r->rpc_max_inflight &&
+	    count_parse(r->rpc_max_inflight, 1, CONFIG_RPC_INFLIGHT_MAX, &c->rpc_max_inflight) != 0)
+		return usage_error(c, "--rpc-max-inflight: \"%s\" is not a number from 1 to %u",
+				   r->rpc_max_inflight, CONFIG_RPC_INFLIGHT_MAX);
 	if (r->suspicion_mult && count_parse(r->suspicion_mult, 1, 100, &o->suspicion_mult) != 0)
 		return usage_error(c, "--suspicion-mult: \"%s\" is not a number from 1 to 100",
 				   r->suspicion_mult);
@@ -597,6 +616,31 @@ static int secret_load(struct config *c, const struct raw *r, const struct confi
 	return 0;
 }
 
+/* The region RPC flags: handlers checked as rpc_handlers_new() will,
+ * duplicates refused here so the message names the flag. */
+static int rpc_parse(struct config *c, const struct raw *r)
+{
+	char err[256];
+
+	for (size_t i = 0; i < r->handlers.n; i++) {
+		struct rpc_handler_spec *h = &c->handlers[c->nhandlers];
+
+		if (rpc_handlers_parse_spec(r->handlers.v[i], h, err, sizeof(err)) != 0)
+			return usage_error(c, "--handler: \"%.64s\": %s", r->handlers.v[i], err);
+		for (size_t j = 0; j < c->nhandlers; j++)
+			if (strcmp(c->handlers[j].name, h->name) == 0)
+				return usage_error(c, "--handler: method \"%s\" given twice", h->name);
+		c->nhandlers++;
+	}
+	if (r->rpc_upstream) {
+		if (rpc_handlers_upstream_check(r->rpc_upstream, err, sizeof(err)) != 0)
+			return usage_error(c, "--rpc-upstream: \"%.128s\": %s", r->rpc_upstream,
+					   err);
+		c->rpc_upstream = r->rpc_upstream;
+	}
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 /* All of it                                                           */
 /* ------------------------------------------------------------------ */
@@ -610,6 +654,8 @@ int config_parse(struct config *c, int argc, char **argv, const struct config_en
 	memset(c, 0, sizeof(*c));
 	memset(&r, 0, sizeof(r));
 	c->leave_timeout_ms = CONFIG_LEAVE_TIMEOUT_MS_DEFAULT;
+	c->drain_timeout_ms = CONFIG_DRAIN_TIMEOUT_MS_DEFAULT;
+	c->rpc_max_inflight = CONFIG_RPC_INFLIGHT_DEFAULT;
 	c->log_level = LOG_NOTICE;
 	c->log_format = LOG_FORMAT_TEXT;
 	if (env == NULL)
@@ -640,6 +686,8 @@ int config_parse(struct config *c, int argc, char **argv, const struct config_en
 	rc = identity_parse(c, &r, env);
 	if (rc == 0)
 		rc = addresses_parse(c, &r, env);
+	if (rc == 0)
+		rc = rpc_parse(c, &r);
 	if (rc)
 		return rc;
 

@@ -24,6 +24,7 @@
 #include "gossip/gossip.h"
 #include "gossip/seal.h"
 #include "lib/log.h"
+#include "region/handlers.h"
 
 #define CONFIG_SEEDS_MAX 64      /* seeds after splitting, and --join flags */
 #define CONFIG_SEED_LIST_MAX 1023 /* bytes of one comma-separated list */
@@ -31,6 +32,10 @@
 #define CONFIG_REGION_MAX 32     /* bytes of a region name */
 #define CONFIG_LEAVE_TIMEOUT_MS_DEFAULT 5000
 #define CONFIG_LEAVE_TIMEOUT_MS_MAX (3600 * 1000)
+#define CONFIG_DRAIN_TIMEOUT_MS_DEFAULT 5000
+#define CONFIG_DRAIN_TIMEOUT_MS_MAX (3600 * 1000)
+#define CONFIG_RPC_INFLIGHT_DEFAULT 1024
+#define CONFIG_RPC_INFLIGHT_MAX 65536
 
 /* config_parse() met -h or --help: print config_usage(), exit 0. */
 #define CONFIG_HELP 1
@@ -73,6 +78,13 @@ struct config {
 	struct gossip_config gossip;
 	uint32_t stream_timeout_ms;             /* per TCP exchange, by profile */
 	uint64_t leave_timeout_ms;              /* --leave-timeout */
+
+	/* Region RPC.  Each handler's command points into argv. */
+	struct rpc_handler_spec handlers[RPC_HANDLERS_MAX];   /* --handler */
+	size_t nhandlers;
+	const char *rpc_upstream;               /* --rpc-upstream; NULL: none */
+	uint32_t rpc_max_inflight;              /* --rpc-max-inflight (1024) */
+	uint64_t drain_timeout_ms;              /* --drain-timeout (5s) */
 
 	/* The cluster key, derived from the secret (which is not kept). */
 	uint8_t key[SEAL_KEY_BYTES];

@@ -23,6 +23,7 @@ static const struct command commands[] = {
 	{ "agent", cmd_agent, "run the agent (foreground; SIGTERM/SIGINT = graceful leave)" },
 	{ "members", cmd_members, "list the cluster's members as the local agent sees them" },
 	{ "info", cmd_info, "show this node: name, region, primary region, leader" },
+	{ "rpc", cmd_rpc, "run a method on a node of a region (--region R, --primary, --node N)" },
 	{ "leave", cmd_leave, "ask the local agent to leave gracefully and exit" },
 	{ "keygen", cmd_keygen, "print a new random cluster secret" },
 	{ "version", cmd_version, "print the version and protocol range" },

@@ -950,14 +950,59 @@ START_TEST(command_line_errors)
 }
 END_TEST
 
+/* The region RPC flags: handlers, upstream, in-flight bound, drain. */
+START_TEST(rpc_flags)
+{
+	struct fake_env e = { 0 };
+	struct config c;
+	int rc;
+
+	ck_assert_int_eq(parse_s(&c, &e, "--node", "n", NULL), 0);
+	ck_assert_uint_eq(c.nhandlers, 0);
+	ck_assert_ptr_null(c.rpc_upstream);
+	ck_assert_uint_eq(c.rpc_max_inflight, 1024);
+	ck_assert_uint_eq(c.drain_timeout_ms, 5000);
+
+	ck_assert_int_eq(parse_s(&c, &e, "--node", "n", "--handler", "upcase=tr a-z A-Z",
+				 "--handler=slow=sleep 5", "--rpc-upstream",
+				 "http://127.0.0.1:9000/rpc", "--rpc-max-inflight", "7",
+				 "--drain-timeout", "1500ms", NULL), 0);
+	ck_assert_uint_eq(c.nhandlers, 2);
+	ck_assert_str_eq(c.handlers[0].name, "upcase");
+	ck_assert_str_eq(c.handlers[0].command, "tr a-z A-Z");
+	ck_assert_str_eq(c.handlers[1].name, "slow");
+	ck_assert_str_eq(c.handlers[1].command, "sleep 5");
+	ck_assert_str_eq(c.rpc_upstream, "http://127.0.0.1:9000/rpc");
+	ck_assert_uint_eq(c.rpc_max_inflight, 7);
+	ck_assert_uint_eq(c.drain_timeout_ms, 1500);
+
+	rc = parse_s(&c, &e, "--node", "n", "--handler", "nocommand", NULL);
+	assert_usage_error(&c, rc, "--handler: \"nocommand\"");
+	rc = parse_s(&c, &e, "--node", "n", "--handler", "ping=true", NULL);
+	assert_usage_error(&c, rc, "--handler: \"ping=true\"");
+	rc = parse_s(&c, &e, "--node", "n", "--handler", "a=true", "--handler", "a=false", NULL);
+	assert_usage_error(&c, rc, "--handler: method \"a\" given twice");
+	rc = parse_s(&c, &e, "--node", "n", "--rpc-upstream", "https://example.com/", NULL);
+	assert_usage_error(&c, rc, "--rpc-upstream: \"https://example.com/\"");
+	rc = parse_s(&c, &e, "--node", "n", "--rpc-max-inflight", "0", NULL);
+	assert_usage_error(&c, rc, "--rpc-max-inflight: \"0\" is not a number from 1 to 65536");
+	rc = parse_s(&c, &e, "--node", "n", "--rpc-max-inflight", "65537", NULL);
+	assert_usage_error(&c, rc, "--rpc-max-inflight");
+	rc = parse_s(&c, &e, "--node", "n", "--drain-timeout", "2", NULL);
+	assert_usage_error(&c, rc, "--drain-timeout: \"2\"");
+	rc = parse_s(&c, &e, "--node", "n", "--drain-timeout", "61m", NULL);
+	assert_usage_error(&c, rc, "--drain-timeout");
+}
+END_TEST
+
 START_TEST(usage_lists_every_flag)
 {
 	static const char *const all[] = {
 		"node", "bind", "advertise", "api", "join", "region", "primary-region",
 		"secret-file", "profile", "probe-interval", "probe-timeout", "suspicion-mult",
 		"gossip-interval", "gossip-nodes", "pushpull-interval", "reconnect-interval",
-		"reconnect-timeout", "tag", "leave-timeout", "log-level", "log-format", "dev",
-		"help",
+		"reconnect-timeout", "tag", "leave-timeout", "handler", "rpc-upstream",
+		"rpc-max-inflight", "drain-timeout", "log-level", "log-format", "dev", "help",
 	};
 	const char *u = config_usage();
 	struct fake_env e = { 0 };
@@ -1086,6 +1131,7 @@ int main(void)
 	tcase_add_test(tc, join_lists);
 	tcase_add_test(tc, profile_overrides);
 	tcase_add_test(tc, command_line_errors);
+	tcase_add_test(tc, rpc_flags);
 	tcase_add_test(tc, usage_lists_every_flag);
 	tcase_add_test(tc, flags_module);
 	suite_add_tcase(s, tc);
