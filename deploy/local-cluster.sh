@@ -2,8 +2,8 @@
 # deploy/local-cluster.sh - a multi-region Meridian cluster on loopback.
 #
 # Starts agents in three regions (iad is the primary region; fra and syd
-# are not), waits for them to converge, shows `meridian members` and
-# `meridian info`, then keeps the cluster running until Ctrl-C (or for
+# are not), waits for them to converge, shows `meridian members`,
+# `meridian info` and region-targeted RPCs from fra, then keeps the cluster running until Ctrl-C (or for
 # CLUSTER_SECONDS seconds when that is set), and stops every agent it
 # started, by PID.
 #
@@ -34,7 +34,8 @@ done
 
 agents_start a1 iad iad 127.0.0.1:7600 127.0.0.1:7601
 agents_start a2 iad iad 127.0.0.1:7610 127.0.0.1:7611 --join 127.0.0.1:7600
-agents_start f1 fra iad 127.0.0.1:7620 127.0.0.1:7621 --join 127.0.0.1:7600
+agents_start f1 fra iad 127.0.0.1:7620 127.0.0.1:7621 --join 127.0.0.1:7600 \
+	--handler upcase='jq -r ".[0]" | tr a-z A-Z'
 agents_start f2 fra iad 127.0.0.1:7630 127.0.0.1:7631 --join 127.0.0.1:7600
 agents_start s1 syd iad 127.0.0.1:7640 127.0.0.1:7641 --join 127.0.0.1:7600,127.0.0.1:7620
 
@@ -48,6 +49,9 @@ export MERIDIAN_API=127.0.0.1:7621
 show "$MERIDIAN" members
 show "$MERIDIAN" members --region fra --json
 show "$MERIDIAN" info
+show "$MERIDIAN" rpc --region iad ping
+show "$MERIDIAN" rpc --primary --json echo hello
+show "$MERIDIAN" rpc --node f1 upcase fly
 
 cat <<EOM
 
