@@ -8,7 +8,7 @@ packages=(
 	build-essential cmake pkg-config clang libclang-rt-14-dev
 	libuv1-dev libmsgpack-dev libsodium-dev libjansson-dev libhttp-parser-dev
 	libpq-dev postgresql postgresql-client
-	check jq curl procps iproute2 nftables
+	check jq curl procps iproute2 nftables python3
 )
 
 missing=()

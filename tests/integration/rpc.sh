@@ -1,15 +1,20 @@
 #!/usr/bin/env bash
 # tests/integration/rpc.sh - region RPC between real agents on 127.0.0.1.
 #
-# 4 agents in 2 regions: a1, a2 in iad (the primary region); f1 in fra
-# with exec handlers upcase and slow; f2 in fra without handlers.  From
+# 5 agents in 2 regions: a1, a2 in iad (the primary region); f1 in fra
+# with exec handlers upcase and slow; f2 in fra without handlers; f3 in
+# fra with --rpc-upstream pointing at a small python3 HTTP server (greet
+# answers 200 with its argument and the caller's region, boom 500, any
+# other method 404).  From
 # f1: --region iad answers from a1 or a2; --primary echo; --region fra
 # runs locally; --node f1 upcase; no_such_method from f2 naming it and its
 # version; no_such_region; no_leader; a slow handler killed at the
 # deadline (exit 4); POST /v1/rpc with curl; the RPC metrics; SIGTERM of
 # a2 while a slow call runs on it: the call completes, a new one is
-# refused as unavailable, a2 exits 0; kill -9 of a1: a call to it ends
-# with 3 or 4 within its timeout, never hangs.
+# refused as unavailable while --region iad goes to a1, a2 exits 0;
+# kill -9 of a1: a call to it ends with 3 or 4 within its timeout, never
+# hangs; kill -9 of f1 during a slow call on it: the call ends with 3 or 4
+# well before its timeout.
 #
 # Usage: rpc.sh PATH/TO/meridian
 set -euo pipefail
@@ -33,6 +38,50 @@ export MERIDIAN_SECRET=$("$MERIDIAN" keygen)
 profile=(--profile local --leave-timeout 2s)
 upcase='jq -r ".[0]" | tr a-z A-Z'
 
+# The application upstream of f3: a python3 HTTP server on 127.0.0.1,
+# remembered by PID and stopped by PID on exit, like the agents.
+upstream_port=$((base + 50))
+upstream_py='
+import json, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+	def do_POST(self):
+		n = int(self.headers.get("Content-Length") or 0)
+		try:
+			req = json.loads(self.rfile.read(n) or b"{}")
+		except ValueError:
+			req = {}
+		method = req.get("method") if self.path == "/rpc" else None
+		if method == "greet":
+			args = req.get("args") or [None]
+			origin = req.get("origin") or {}
+			code, body = 200, {"hello": args[0], "origin_region": origin.get("region")}
+		elif method == "boom":
+			code, body = 500, {"error": "boom"}
+		else:
+			code, body = 404, {"error": "no such method"}
+		data = json.dumps(body).encode()
+		self.send_response(code)
+		self.send_header("Content-Type", "application/json")
+		self.send_header("Content-Length", str(len(data)))
+		self.end_headers()
+		self.wfile.write(data)
+
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+'
+python3 -c "$upstream_py" "$upstream_port" >"$AGENTS_DIR/upstream.log" 2>&1 &
+upstream_pid=$!
+stop_upstream() {
+	kill -TERM "$upstream_pid" 2>/dev/null || true
+	wait "$upstream_pid" 2>/dev/null || true
+}
+trap 'stop_upstream; agents_stop_all' EXIT
+upstream_up() {
+	curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$upstream_port/rpc" -d '{}'
+}
+check "the upstream HTTP server listens" agents_wait_until 10 upstream_up
+
 seed="127.0.0.1:$base"
 agents_start a1 iad iad "127.0.0.1:$base" "127.0.0.1:$((base + 1))" "${profile[@]}"
 agents_start a2 iad iad "127.0.0.1:$((base + 10))" "127.0.0.1:$((base + 11))" "${profile[@]}" \
@@ -41,9 +90,11 @@ agents_start f1 fra iad "127.0.0.1:$((base + 20))" "127.0.0.1:$((base + 21))" "$
 	--join "$seed" --handler "upcase=$upcase" --handler slow='sleep 5'
 agents_start f2 fra iad "127.0.0.1:$((base + 30))" "127.0.0.1:$((base + 31))" "${profile[@]}" \
 	--join "$seed"
-all=(a1 a2 f1 f2)
+agents_start f3 fra iad "127.0.0.1:$((base + 40))" "127.0.0.1:$((base + 41))" "${profile[@]}" \
+	--join "$seed" --rpc-upstream "http://127.0.0.1:$upstream_port/rpc"
+all=(a1 a2 f1 f2 f3)
 
-check "4 agents in 2 regions converge" agents_wait_until 20 agents_converged 4 "${all[@]}"
+check "5 agents in 2 regions converge" agents_wait_until 20 agents_converged 5 "${all[@]}"
 
 # rpc_from NAME ARGS...: `meridian rpc` through NAME's agent; output in
 # RPC_OUT (stdout), RPC_ERR (stderr), exit code in RPC_RC, seconds in RPC_SECS.
@@ -110,6 +161,21 @@ got=$(curl -s --max-time 10 "http://${AGENT_API[f2]}/v1/rpc" \
 	-d '{"node":"f1","method":"upcase","args":["curl"]}')
 check "curl POST /v1/rpc (got $got)" bash -c \
 	'jq -e ".ok == true and .node == \"f1\" and .region == \"fra\" and .result == \"CURL\"" >/dev/null <<<"$0"' "$got"
+rpc_from a1 --node f3 greet bob
+greeted='.hello == "bob" and .origin_region == "iad"'
+check "rpc --node f3 greet bob: upstream JSON with bob, origin iad (rc $RPC_RC, $RPC_OUT)" \
+	bash -c '[ "$0" = 0 ] && jq -e "$2" >/dev/null <<<"$1"' "$RPC_RC" "$RPC_OUT" "$greeted"
+
+rpc_from a1 --node f3 boom
+check "rpc --node f3 boom: upstream 500 is exit 1 remote_error ($RPC_RC, $RPC_ERR)" \
+	bash -c '[ "$0" = 1 ] && grep -q "^meridian rpc: remote_error: .*500" <<<"$1"' \
+	"$RPC_RC" "$RPC_ERR"
+
+rpc_from a1 --node f3 nosuch
+check "rpc --node f3 nosuch: upstream 404 is exit 1 no_such_method ($RPC_RC, $RPC_ERR)" \
+	bash -c '[ "$0" = 1 ] && grep -q "^meridian rpc: no_such_method: " <<<"$1"' \
+	"$RPC_RC" "$RPC_ERR"
+
 code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "http://${AGENT_API[f2]}/v1/rpc" \
 	-d '{"region":"syd","method":"ping"}')
 check "POST /v1/rpc to an unknown region answers 503 (got $code)" test "$code" = 503
@@ -137,6 +203,13 @@ sleep 0.3
 rpc_from f2 --node a2 ping
 check "a new call to a leaving a2 is refused with exit 3 ($RPC_RC, $RPC_ERR)" \
 	bash -c '[ "$0" = 3 ] && grep -qE "unavailable" <<<"$1"' "$RPC_RC" "$RPC_ERR"
+# ...while a call to the region goes elsewhere: a1 answers, every time.
+for i in 1 2 3; do
+	rpc_from f2 --region iad ping
+	node=$(jq -r .node <<<"$RPC_OUT" 2>/dev/null || true)
+	check "rpc --region iad ping #$i, a2 leaving: a1 answers ($RPC_RC, $node, $RPC_ERR)" \
+		bash -c '[ "$0" = 0 ] && [ "$1" = a1 ]' "$RPC_RC" "$node"
+done
 wait_slow() { ! kill -0 "$slow_pid" 2>/dev/null; }
 agents_wait_until 15 wait_slow || true
 wait "$slow_pid" 2>/dev/null || true
@@ -156,5 +229,32 @@ rpc_from f1 --region iad --timeout 2s ping
 check "rpc --region iad with both iad nodes gone: exit 3 or 4 ($RPC_RC, $RPC_ERR)" \
 	bash -c '[ "$0" = 3 ] || [ "$0" = 4 ]' "$RPC_RC"
 
+# kill -9 of f1 while a slow call (sleep 5) runs on it: the connection
+# drops, so the call must end with 3 or 4 within 5 s of the kill, well
+# before its 10 s timeout.
+mid_err="$AGENTS_DIR/midcall.err"
+timeout 30 "$MERIDIAN" rpc --api "${AGENT_API[f2]}" --node f1 --timeout 10s slow \
+	>/dev/null 2>"$mid_err" &
+mid_pid=$!
+sleep 0.5
+agents_signal f1 KILL
+t_kill=${EPOCHREALTIME/./}
+mid_done() { ! kill -0 "$mid_pid" 2>/dev/null; }
+agents_wait_until 5 mid_done || true
+mid_ms=$(((${EPOCHREALTIME/./} - t_kill) / 1000))
+mid_rc=hang
+if mid_done; then
+	mid_rc=0
+	wait "$mid_pid" || mid_rc=$?
+else
+	kill -TERM "$mid_pid" 2>/dev/null || true
+	wait "$mid_pid" 2>/dev/null || true
+fi
+agents_wait_exit f1 10 || true
+check "kill -9 of f1 mid-call: exit 3 or 4 within 5 s ($mid_rc, ${mid_ms} ms, $(cat "$mid_err"))" \
+	bash -c '{ [ "$0" = 3 ] || [ "$0" = 4 ]; } && [ "$1" -le 5000 ]' "$mid_rc" "$mid_ms"
+
 echo "$passed passed, $failed failed"
+# Logs are kept (and were printed) when something failed.
+[ "$failed" = 0 ] && rm -rf "$AGENTS_DIR"
 [ "$failed" = 0 ]
