@@ -16,7 +16,8 @@
  * shared seed list usually names every node, us included).
  *
  * Leaving.  SIGTERM, SIGINT or POST /v1/leave: readiness turns false
- * ("leaving") at once so load balancers stop sending work, and we gossip
+ * ("leaving") at once so load balancers stop sending work.  With no RPC in
+ * flight the leave is announced at once (below).  Otherwise we gossip
  * the tag leaving=1 (region/region.h: callers stop choosing us as an RPC
  * target).  The tag needs a few gossip rounds of its own before the leave
  * is announced: the core's broadcast queue keeps one message per member,
@@ -599,7 +600,14 @@ void agent_leave_start(struct agent *a, const char *why)
 	LOG(LOG_NOTICE, "agent", "leaving the cluster (%s): marking this node %s", why,
 	    REGION_TAG_LEAVING);
 	uv_timer_stop(&a->join_timer);
-	a->leave_announce_at = now + leave_mark(a, now);
+	/* The leaving tag and its pause only protect calls in flight.  With
+	 * none, the leave is announced at once: every member hears it
+	 * directly within a round trip, and a caller that picks us meanwhile
+	 * is refused before sending and moves to its next candidate. */
+	if (rpc_server_inflight(a->rpc_server) > 0)
+		a->leave_announce_at = now + leave_mark(a, now);
+	else
+		a->leave_announce_at = now;
 	/* New calls go elsewhere: retry after the drain, by when we are gone. */
 	rpc_server_set_leaving(a->rpc_server, true,
 			       (uint32_t)(a->cfg.drain_timeout_ms < 60000 ?

@@ -21,17 +21,7 @@ set -euo pipefail
 export MERIDIAN=${1:?usage: rpc.sh PATH/TO/meridian}
 here=$(cd "$(dirname "$0")" && pwd)
 export AGENTS_DIR=$(mktemp -d /tmp/meridian-rpc.XXXXXX)
-source "$here/../../scripts/lib/agents.sh"
-agents_init
-
-passed=0 failed=0
-ok() { echo "ok - $*"; passed=$((passed + 1)); }
-fail() {
-	echo "not ok - $*"
-	failed=$((failed + 1))
-	for f in "$AGENTS_DIR"/*.log; do echo "--- $f"; tail -n 20 "$f"; done
-}
-check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+source "$here/lib.sh"
 
 base=$(agents_free_port_base)
 export MERIDIAN_SECRET=$("$MERIDIAN" keygen)
@@ -199,7 +189,11 @@ slow_out="$AGENTS_DIR/slow.out"
 slow_pid=$!
 sleep 0.5
 agents_signal a2 TERM
-sleep 0.3
+a2_leaving() {
+	[ "$(agents_members f2 | jq -r '.[] | select(.name == "a2") | .leaving')" = true ]
+}
+check "a2, draining a call, is seen leaving=true by f2 before it leaves" \
+	agents_wait_until 2 a2_leaving
 rpc_from f2 --node a2 ping
 check "a new call to a leaving a2 is refused with exit 3 ($RPC_RC, $RPC_ERR)" \
 	bash -c '[ "$0" = 3 ] && grep -qE "unavailable" <<<"$1"' "$RPC_RC" "$RPC_ERR"
