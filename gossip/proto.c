@@ -16,7 +16,7 @@
  * zone as soon as it reads the header, trusting the element count found in
  * the input: five bytes "dd ff ff ff ff" would ask for 96 GiB.  It also
  * reports nesting deeper than its fixed stack as "out of memory".  So
- * before msgpack_unpack() runs, mp_scan() walks the raw bytes once, with
+ * before msgpack_unpack() runs, mp_scan() (lib/mpscan.c) walks the raw bytes once, with
  * no allocation: it checks that every header and payload lies inside the
  * buffer, that the elements still owed never outnumber the bytes left
  * (each needs at least one), that nesting stays within SCAN_DEPTH_MAX, and
@@ -47,6 +47,8 @@
 #include <string.h>
 
 #include <msgpack.h>
+
+#include "lib/mpscan.h"
 
 /* Containers nested deeper than this are refused (our formats use 5). */
 #define SCAN_DEPTH_MAX 16
@@ -457,17 +459,8 @@ __attribute__((format(printf, 2, 3))) static int dec_fail(struct dec *d, const c
 }
 
 /* ------------------------------------------------------------------ */
-/* Decoding: the raw pre-scan                                          */
+/* Decoding: the raw pre-scan (lib/mpscan.c)                           */
 /* ------------------------------------------------------------------ */
-
-static uint64_t read_be(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
 
 /*
  * Checks that @buf holds exactly one complete msgpack object whose element
@@ -476,94 +469,22 @@ static uint64_t read_be(const uint8_t *p, size_t n)
  */
 static int mp_scan(struct dec *d, const uint8_t *buf, size_t len, const char *what)
 {
-	uint64_t left[SCAN_DEPTH_MAX + 1];  /* elements still owed, per level */
-	uint64_t pending = 1;               /* sum of left[] */
-	size_t pos = 0;
-	int depth = 0;
+	static const struct mpscan_limits lim = { .depth_max = SCAN_DEPTH_MAX };
+	struct mpscan_fail f;
+	int r = mpscan_check(buf, len, &lim, &f);
 
-	left[0] = 1;
-	for (;;) {
-		size_t lenbytes = 0;    /* length field after the type byte */
-		uint64_t fixed = 0;     /* payload bytes besides the length */
-		uint64_t children = 0;  /* elements this header opens */
-		uint64_t body, n;
-		bool blob = false, array = false, map = false;
-		uint8_t c;
-
-		while (depth >= 0 && left[depth] == 0)
-			depth--;
-		if (depth < 0)
-			break;
-		if (pos >= len)
-			return dec_fail(d, "%s truncated", what);
-
-		c = buf[pos];
-		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-			/* fixint, negative fixint, nil, bool */
-		} else if (c <= 0x8f) {
-			children = 2 * (uint64_t)(c & 0x0f);
-		} else if (c <= 0x9f) {
-			children = c & 0x0f;
-		} else if (c <= 0xbf) {
-			fixed = c & 0x1f;
-		} else {
-			switch (c) {
-			case 0xc4: case 0xd9: lenbytes = 1; blob = true; break;
-			case 0xc5: case 0xda: lenbytes = 2; blob = true; break;
-			case 0xc6: case 0xdb: lenbytes = 4; blob = true; break;
-			case 0xc7: lenbytes = 1; blob = true; fixed = 1; break;
-			case 0xc8: lenbytes = 2; blob = true; fixed = 1; break;
-			case 0xc9: lenbytes = 4; blob = true; fixed = 1; break;
-			case 0xca: fixed = 4; break;
-			case 0xcb: fixed = 8; break;
-			case 0xcc: case 0xd0: fixed = 1; break;
-			case 0xcd: case 0xd1: fixed = 2; break;
-			case 0xce: case 0xd2: fixed = 4; break;
-			case 0xcf: case 0xd3: fixed = 8; break;
-			case 0xd4: fixed = 2; break;
-			case 0xd5: fixed = 3; break;
-			case 0xd6: fixed = 5; break;
-			case 0xd7: fixed = 9; break;
-			case 0xd8: fixed = 17; break;
-			case 0xdc: lenbytes = 2; array = true; break;
-			case 0xdd: lenbytes = 4; array = true; break;
-			case 0xde: lenbytes = 2; map = true; break;
-			case 0xdf: lenbytes = 4; map = true; break;
-			default:
-				return dec_fail(d, "%s is not msgpack (byte 0x%02x at %zu)",
-						what, c, pos);
-			}
-		}
-		pos++;
-		if (lenbytes > len - pos)
-			return dec_fail(d, "%s truncated", what);
-		n = read_be(buf + pos, lenbytes);
-		pos += lenbytes;
-		body = fixed + (blob ? n : 0);
-		if (array)
-			children = n;
-		if (map)
-			children = 2 * n;
-		if (body > len - pos)
-			return dec_fail(d, "%s truncated", what);
-		pos += (size_t)body;
-
-		left[depth]--;
-		pending--;
-		if (children > 0) {
-			/* Each element owed needs one byte at least. */
-			if (children > len - pos || pending + children > len - pos)
-				return dec_fail(d, "%s truncated", what);
-			if (depth == SCAN_DEPTH_MAX)
-				return dec_fail(d, "%s nested deeper than %d", what,
-						SCAN_DEPTH_MAX);
-			pending += children;
-			left[++depth] = children;
-		}
+	if (r != -EBADMSG)
+		return r;
+	switch (f.why) {
+	case MPSCAN_BAD_BYTE:
+		return dec_fail(d, "%s is not msgpack (byte 0x%02x at %zu)", what, f.byte, f.pos);
+	case MPSCAN_TOO_DEEP:
+		return dec_fail(d, "%s nested deeper than %d", what, SCAN_DEPTH_MAX);
+	case MPSCAN_TRAILING:
+		return dec_fail(d, "%s has %zu trailing byte(s)", what, f.trailing);
+	default:
+		return dec_fail(d, "%s truncated", what);
 	}
-	if (pos != len)
-		return dec_fail(d, "%s has %zu trailing byte(s)", what, len - pos);
-	return 0;
 }
 
 /*

@@ -11,7 +11,7 @@
  *
  * Decoding.  msgpack-c's C unpacker allocates every array and map in its
  * zone as soon as it reads the header, trusting the count in the input.
- * So, as gossip/proto.c does, mp_scan() first walks the raw bytes with no
+ * So, as gossip/proto.c does, mp_scan() (lib/mpscan.c) first walks the raw bytes with no
  * allocation: every header and payload must lie inside the buffer, the
  * elements still owed never outnumber the bytes left, nesting stays within
  * SCAN_DEPTH_MAX, and nothing trails the object.  Unlike gossip, it also
@@ -41,6 +41,8 @@
 #include <string.h>
 
 #include <msgpack.h>
+
+#include "lib/mpscan.h"
 
 /* Containers nested deeper than this are refused (our format uses 1). */
 #define SCAN_DEPTH_MAX 16
@@ -507,70 +509,8 @@ __attribute__((format(printf, 3, 4))) static int dec_fail_as(struct dec *d, int 
 #define dec_fail(d, ...) dec_fail_as((d), -EBADMSG, __VA_ARGS__)
 
 /* ------------------------------------------------------------------ */
-/* Decoding: the raw pre-scan                                          */
+/* Decoding: the raw pre-scan (lib/mpscan.c)                           */
 /* ------------------------------------------------------------------ */
-
-static uint64_t read_be(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* The shape of one msgpack header: what follows the type byte. */
-struct mp_head {
-	uint8_t lenbytes;   /* bytes of a length/count field */
-	uint8_t fixed;      /* payload bytes besides a length-given body */
-	uint8_t kind;       /* 0 scalar, 'b' length-given body, 'a' array, 'm' map */
-	uint8_t count;      /* fixmap / fixarray element count (pairs for maps) */
-};
-
-/* false for 0xc1, the one byte msgpack never uses. */
-static bool mp_head_parse(uint8_t c, struct mp_head *h)
-{
-	static const struct { uint8_t c, lenbytes, fixed, kind; } table[] = {
-		{ 0xc0, 0, 0, 0 },   { 0xc2, 0, 0, 0 },   { 0xc3, 0, 0, 0 },
-		{ 0xc4, 1, 0, 'b' }, { 0xc5, 2, 0, 'b' }, { 0xc6, 4, 0, 'b' },   /* bin */
-		{ 0xc7, 1, 1, 'b' }, { 0xc8, 2, 1, 'b' }, { 0xc9, 4, 1, 'b' },   /* ext */
-		{ 0xca, 0, 4, 0 },   { 0xcb, 0, 8, 0 },                          /* float */
-		{ 0xcc, 0, 1, 0 },   { 0xcd, 0, 2, 0 },   { 0xce, 0, 4, 0 },   { 0xcf, 0, 8, 0 },
-		{ 0xd0, 0, 1, 0 },   { 0xd1, 0, 2, 0 },   { 0xd2, 0, 4, 0 },   { 0xd3, 0, 8, 0 },
-		{ 0xd4, 0, 2, 0 },   { 0xd5, 0, 3, 0 },   { 0xd6, 0, 5, 0 },   /* fixext */
-		{ 0xd7, 0, 9, 0 },   { 0xd8, 0, 17, 0 },
-		{ 0xd9, 1, 0, 'b' }, { 0xda, 2, 0, 'b' }, { 0xdb, 4, 0, 'b' },   /* str */
-		{ 0xdc, 2, 0, 'a' }, { 0xdd, 4, 0, 'a' },
-		{ 0xde, 2, 0, 'm' }, { 0xdf, 4, 0, 'm' },
-	};
-
-	memset(h, 0, sizeof(*h));
-	if (c <= 0x7f || c >= 0xe0)
-		return true;                 /* positive / negative fixint */
-	if (c <= 0x8f) {
-		h->kind = 'm';
-		h->count = c & 0x0f;
-		return true;
-	}
-	if (c <= 0x9f) {
-		h->kind = 'a';
-		h->count = c & 0x0f;
-		return true;
-	}
-	if (c <= 0xbf) {
-		h->fixed = c & 0x1f;         /* fixstr */
-		return true;
-	}
-	for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
-		if (table[i].c == c) {
-			h->lenbytes = table[i].lenbytes;
-			h->fixed = table[i].fixed;
-			h->kind = table[i].kind;
-			return true;
-		}
-	}
-	return false;
-}
 
 /*
  * Checks that @buf holds exactly one complete msgpack object of at most
@@ -579,56 +519,29 @@ static bool mp_head_parse(uint8_t c, struct mp_head *h)
  */
 static int mp_scan(struct dec *d, const uint8_t *buf, size_t len)
 {
-	uint64_t left[SCAN_DEPTH_MAX + 1];   /* elements still owed, per level */
-	uint64_t pending = 1;                /* sum of left[] */
-	uint64_t objects = 1;                /* announced so far, the root included */
-	size_t pos = 0;
-	int depth = 0;
+	static const struct mpscan_limits lim = {
+		.depth_max = SCAN_DEPTH_MAX,
+		.objects_max = SCAN_OBJECTS_MAX,
+	};
+	struct mpscan_fail f;
+	int r = mpscan_check(buf, len, &lim, &f);
 
-	left[0] = 1;
-	while (pending > 0) {
-		struct mp_head h;
-		uint64_t n, body, children = 0;
-
-		while (left[depth] == 0)
-			depth--;
-		if (pos >= len)
-			return dec_fail(d, "frame truncated");
-		if (!mp_head_parse(buf[pos], &h))
-			return dec_fail(d, "frame is not msgpack (byte 0xc1 at %zu)", pos + 1);
-		pos++;
-		if (h.lenbytes > len - pos)
-			return dec_fail(d, "frame truncated");
-		n = h.lenbytes ? read_be(buf + pos, h.lenbytes) : h.count;
-		pos += h.lenbytes;
-		body = h.fixed + (h.kind == 'b' ? n : 0);
-		if (body > len - pos)
-			return dec_fail(d, "frame truncated");
-		pos += (size_t)body;
-		if (h.kind == 'a')
-			children = n;
-		else if (h.kind == 'm')
-			children = 2 * n;
-
-		left[depth]--;
-		pending--;
-		if (children == 0)
-			continue;
-		/* Each element owed needs one byte at least. */
-		if (children > len - pos || pending + children > len - pos)
-			return dec_fail(d, "frame truncated");
-		if (children > SCAN_OBJECTS_MAX - objects)
-			return dec_fail(d, "frame holds more than %d msgpack objects",
-					SCAN_OBJECTS_MAX);
-		if (depth == SCAN_DEPTH_MAX)
-			return dec_fail(d, "frame nested deeper than %d", SCAN_DEPTH_MAX);
-		objects += children;
-		pending += children;
-		left[++depth] = children;
+	if (r != -EBADMSG)
+		return r;
+	switch (f.why) {
+	case MPSCAN_BAD_BYTE:
+		/* Counted from 1, as this message always has been. */
+		return dec_fail(d, "frame is not msgpack (byte 0x%02x at %zu)", f.byte,
+				f.pos + 1);
+	case MPSCAN_TOO_MANY:
+		return dec_fail(d, "frame holds more than %d msgpack objects", SCAN_OBJECTS_MAX);
+	case MPSCAN_TOO_DEEP:
+		return dec_fail(d, "frame nested deeper than %d", SCAN_DEPTH_MAX);
+	case MPSCAN_TRAILING:
+		return dec_fail(d, "frame has %zu trailing byte(s)", f.trailing);
+	default:
+		return dec_fail(d, "frame truncated");
 	}
-	if (pos != len)
-		return dec_fail(d, "frame has %zu trailing byte(s)", len - pos);
-	return 0;
 }
 
 /*
