@@ -48,6 +48,7 @@
 
 #include <msgpack.h>
 
+#include "lib/bytebuf.h"
 #include "lib/mpscan.h"
 
 /* Containers nested deeper than this are refused (our formats use 5). */
@@ -897,38 +898,12 @@ void gossip_buf_free(struct gossip_buf *b)
 	b->cap = 0;
 }
 
-/* Makes room for @more bytes after b->len; -ENOMEM past GOSSIP_BUF_MAX. */
-static int buf_reserve(struct gossip_buf *b, size_t more)
-{
-	size_t cap;
-	uint8_t *p;
-
-	if (b->len > GOSSIP_BUF_MAX || more > GOSSIP_BUF_MAX - b->len)
-		return -ENOMEM;
-	if (b->len + more <= b->cap)
-		return 0;
-	cap = b->cap >= 256 ? b->cap : 256;
-	while (cap < b->len + more)
-		cap *= 2;
-	if (cap > GOSSIP_BUF_MAX)
-		cap = GOSSIP_BUF_MAX;
-	p = realloc(b->data, cap);
-	if (!p)
-		return -ENOMEM;
-	b->data = p;
-	b->cap = cap;
-	return 0;
-}
-
+/* msgpack-c's write callback: 0, or -1 past GOSSIP_BUF_MAX. */
 static int buf_write(void *data, const char *p, size_t n)
 {
 	struct gossip_buf *b = data;
 
-	if (buf_reserve(b, n))
-		return -1;
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	return 0;
+	return bytebuf_append(&b->data, &b->len, &b->cap, p, n, GOSSIP_BUF_MAX) ? -1 : 0;
 }
 
 static int pack_record(msgpack_packer *pk, const struct gossip_member_record *rec)

@@ -42,6 +42,7 @@
 
 #include <msgpack.h>
 
+#include "lib/bytebuf.h"
 #include "lib/mpscan.h"
 
 /* Containers nested deeper than this are refused (our format uses 1). */
@@ -332,35 +333,15 @@ void rpc_buf_free(struct rpc_buf *b)
 /* Makes room for @more bytes after b->len; -ENOMEM past RPC_BUF_MAX. */
 static int buf_reserve(struct rpc_buf *b, size_t more)
 {
-	size_t cap;
-	uint8_t *p;
-
-	if (b->len > RPC_BUF_MAX || more > RPC_BUF_MAX - b->len)
-		return -ENOMEM;
-	if (b->len + more <= b->cap)
-		return 0;
-	cap = b->cap >= 256 ? b->cap : 256;
-	while (cap < b->len + more)
-		cap *= 2;
-	if (cap > RPC_BUF_MAX)
-		cap = RPC_BUF_MAX;
-	p = realloc(b->data, cap);
-	if (!p)
-		return -ENOMEM;
-	b->data = p;
-	b->cap = cap;
-	return 0;
+	return bytebuf_reserve(&b->data, b->len, &b->cap, more, RPC_BUF_MAX);
 }
 
+/* msgpack-c's write callback: 0, or -1 past the bound. */
 static int buf_write(void *data, const char *p, size_t n)
 {
 	struct rpc_buf *b = data;
 
-	if (buf_reserve(b, n))
-		return -1;
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	return 0;
+	return bytebuf_append(&b->data, &b->len, &b->cap, p, n, RPC_BUF_MAX) ? -1 : 0;
 }
 
 /*

@@ -9,6 +9,7 @@
 
 #include "lib/addr.h"
 #include "lib/backoff.h"
+#include "lib/bytebuf.h"
 #include "lib/clock.h"
 
 START_TEST(backoff_doubles_within_jitter_and_caps)
@@ -93,6 +94,26 @@ START_TEST(addr_unspecified)
 }
 END_TEST
 
+START_TEST(bytebuf_grows_within_its_bound)
+{
+	uint8_t *data = NULL;
+	size_t len = 0, cap = 0;
+	char chunk[100];
+
+	memset(chunk, 'x', sizeof(chunk));
+	for (int i = 0; i < 10; i++)
+		ck_assert_int_eq(bytebuf_append(&data, &len, &cap, chunk, sizeof(chunk), 1000), 0);
+	ck_assert_uint_eq(len, 1000);
+	ck_assert_uint_eq(cap, 1000);  /* doubling stops at the bound */
+	/* One byte past the bound: refused, buffer unchanged. */
+	ck_assert_int_eq(bytebuf_append(&data, &len, &cap, chunk, 1, 1000), -ENOMEM);
+	ck_assert_uint_eq(len, 1000);
+	ck_assert_int_eq(bytebuf_reserve(&data, len, &cap, 0, 1000), 0);
+	ck_assert_int_eq(bytebuf_reserve(&data, 1001, &cap, 0, 1000), -ENOMEM);
+	free(data);
+}
+END_TEST
+
 START_TEST(clock_formats_rfc3339)
 {
 	char buf[32];
@@ -114,6 +135,7 @@ int main(void)
 	tcase_add_test(tc, addr_round_trips);
 	tcase_add_test(tc, addr_rejects_with_reason);
 	tcase_add_test(tc, addr_unspecified);
+	tcase_add_test(tc, bytebuf_grows_within_its_bound);
 	tcase_add_test(tc, clock_formats_rfc3339);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
