@@ -17,11 +17,18 @@ agents_init() {
 }
 
 # agents_free_port_base: prints a base port P such that P..P+199 look free
-# on 127.0.0.1 (checked with ss), chosen at random in 20000-59999.
+# on 127.0.0.1 (checked with ss), chosen at random between 10000 and the
+# start of the kernel's ephemeral range (ip_local_port_range, usually
+# 32768): a port inside that range can be taken at any moment as the source
+# port of some outgoing connection (psql, libpq, RPC), and an agent
+# restarted on it would fail with "address in use".
 agents_free_port_base() {
-	local tries=0 base
+	local tries=0 base low span
+	low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	span=$((low - 10000 - 200))
+	[ "$span" -gt 0 ] || { echo "no port range below the ephemeral one ($low)" >&2; return 1; }
 	while [ $tries -lt 50 ]; do
-		base=$((20000 + (RANDOM * 32768 + RANDOM) % 40000))
+		base=$((10000 + (RANDOM * 32768 + RANDOM) % span))
 		base=$((base - base % 200))
 		if [ -z "$(ss -Htuan "( sport >= :$base and sport < :$((base + 200)) )" 2>/dev/null)" ]; then
 			echo "$base"
