@@ -1,0 +1,1051 @@
+/*
+ * storage/pgconn.c - one asynchronous libpq connection on a libuv loop
+ * (see pgconn.h for the contract).
+ *
+ * States.  IDLE: no PGconn (never connected, or dropped after a failure,
+ * then perhaps waiting out the backoff until retry_at).  CONNECTING:
+ * PQconnectPoll() in progress, bounded by conn_timer.  READY: connected,
+ * nothing on the server; the socket is still watched for readability so
+ * that a server going away is noticed at once, not by the next query.
+ * BUSY: the head of the queue has been sent and its results are being
+ * read.  Only the head of the queue ever runs.
+ *
+ * Handles.  Three timers live as long as the object: kick (0 ms, runs the
+ * machine from a fresh libuv callback, so that pgconn_query() never calls
+ * back and no callback path recurses), conn_timer (the backoff wait in
+ * IDLE, the connect deadline in CONNECTING) and query_timer (the earliest
+ * query deadline).  The uv_poll is allocated per socket: libpq may switch
+ * sockets while connecting (another address of the host, a retry without
+ * SSL), even to a new socket under the old descriptor number, so after
+ * every PQconnectPoll() the socket is identified by (fd, inode) and the
+ * poll handle remade when that changed.  A poll handle is always closed
+ * before PQfinish() closes its descriptor.
+ *
+ * Callbacks may call pgconn_query() (which only queues and kicks) and
+ * pgconn_close() (which marks closing and starts closing handles; the
+ * memory stays valid until the close callbacks, which run only after we
+ * return to libuv); every path that calls back checks `closing` after
+ * each callback and stops touching the connection if it is set.
+ */
+#include "storage/pgconn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "lib/backoff.h"
+#include "lib/log.h"
+
+#define COMPONENT "pgconn"
+#define MAX_RESULTS 16        /* results gathered for one query before -EPROTO */
+#define MAX_NOTIFIES 1024     /* notifications dropped per readable event */
+#define MAX_POLL_ERRORS 3     /* poll error callbacks in a row before giving up */
+
+enum pgconn_state {
+	ST_IDLE = 0,
+	ST_CONNECTING,
+	ST_READY,
+	ST_BUSY,
+};
+
+/* One query, in one allocation: the struct, the parameter pointers, then
+ * the SQL text and the parameter strings. */
+struct pgq {
+	struct pgq *next;
+	pgconn_cb cb;
+	void *arg;
+	uint64_t deadline;            /* loop time, ms */
+	uint32_t timeout_ms;
+	int nparams;
+	const char *sql;
+	const char **params;
+};
+
+struct pgconn {
+	uv_loop_t *loop;
+	uint32_t connect_timeout_ms, query_timeout_ms, max_queue;
+
+	/* PQconnectStartParams() arguments, NULL-terminated, owned. */
+	char **kw, **val;
+	size_t nkw;
+
+	PGconn *pg;
+	enum pgconn_state st;
+	uint64_t serial;              /* of the live connection */
+	bool flushing;                /* PQflush() said 1: wait for writable too */
+
+	uv_poll_t *poll;
+	int poll_fd;
+	ino_t poll_ino;
+	int poll_events;
+	unsigned poll_errors;         /* error callbacks in a row */
+
+	uv_timer_t kick, conn_timer, query_timer;
+	unsigned handles;             /* open handles; freed when 0 after closing */
+	bool closing;
+
+	struct pgq *head, **tail;
+	uint32_t nq;
+
+	struct backoff bo;
+	bool in_backoff;              /* a failure since the last success */
+	uint64_t retry_at;            /* loop time of the next attempt allowed */
+	uint64_t rng;
+
+	PGresult *res;                /* the running query's answer so far */
+	int nres;
+
+	struct pgconn_stats stats;
+};
+
+static uint64_t splitmix64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
+}
+
+/* Copies @src into @dst as one line: newlines and tabs become spaces,
+ * runs of spaces collapse, the ends are trimmed.  libpq's messages are
+ * multi-line ("...failed: Connection refused\n\tIs the server running"). */
+static void one_line(char *dst, size_t size, const char *src)
+{
+	size_t n = 0;
+	bool space = true;            /* drops leading blanks */
+
+	if (!size)
+		return;
+	for (; src && *src && n + 1 < size; src++) {
+		char ch = *src;
+
+		if (ch == '\n' || ch == '\t' || ch == '\r' || ch == ' ') {
+			if (space)
+				continue;
+			ch = ' ';
+			space = true;
+		} else {
+			space = false;
+		}
+		dst[n++] = ch;
+	}
+	while (n && dst[n - 1] == ' ')
+		n--;
+	dst[n] = '\0';
+}
+
+static void set_error(struct pgconn *c, const char *text)
+{
+	one_line(c->stats.last_error, sizeof(c->stats.last_error), text);
+}
+
+/* ------------------------------------------------------------------ */
+/* Handles                                                             */
+/* ------------------------------------------------------------------ */
+
+static void free_conn(struct pgconn *c)
+{
+	for (size_t i = 0; i < c->nkw; i++) {
+		free(c->kw[i]);
+		free(c->val[i]);
+	}
+	free(c->kw);
+	free(c->val);
+	free(c);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct pgconn *c = h->data;
+
+	if (h->type == UV_POLL)
+		free(h);
+	if (--c->handles == 0 && c->closing)
+		free_conn(c);
+}
+
+static void poll_drop(struct pgconn *c)
+{
+	if (!c->poll)
+		return;
+	uv_poll_stop(c->poll);
+	uv_close((uv_handle_t *)c->poll, handle_closed);
+	c->poll = NULL;
+	c->poll_events = 0;
+}
+
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Watches libpq's current socket for @events, remaking the poll handle
+ * when the socket is not the one watched.  0 or -errno. */
+static int poll_watch(struct pgconn *c, int events)
+{
+	int fd = PQsocket(c->pg);
+	struct stat sb;
+	int rc;
+
+	if (fd < 0)
+		return -EBADF;
+	if (fstat(fd, &sb) != 0)
+		return -errno;
+	if (c->poll && (c->poll_fd != fd || c->poll_ino != sb.st_ino))
+		poll_drop(c);
+	if (!c->poll) {
+		uv_poll_t *p = malloc(sizeof(*p));
+
+		if (!p)
+			return -ENOMEM;
+		rc = uv_poll_init(c->loop, p, fd);
+		if (rc < 0) {
+			free(p);
+			return rc;
+		}
+		p->data = c;
+		c->handles++;
+		c->poll = p;
+		c->poll_fd = fd;
+		c->poll_ino = sb.st_ino;
+		c->poll_events = 0;
+		c->poll_errors = 0;
+	}
+	if (events != c->poll_events) {
+		rc = uv_poll_start(c->poll, events, on_poll);
+		if (rc < 0)
+			return rc;
+		c->poll_events = events;
+	}
+	return 0;
+}
+
+static void on_kick(uv_timer_t *t);
+
+/* Runs the machine from a fresh libuv callback. */
+static void kick(struct pgconn *c)
+{
+	if (!c->closing)
+		uv_timer_start(&c->kick, on_kick, 0, 0);
+}
+
+/* ------------------------------------------------------------------ */
+/* Queue and answers                                                   */
+/* ------------------------------------------------------------------ */
+
+static void queue_unlink(struct pgconn *c, struct pgq *q)
+{
+	struct pgq **pp = &c->head;
+
+	while (*pp && *pp != q)
+		pp = &(*pp)->next;
+	if (!*pp)
+		return;
+	*pp = q->next;
+	if (c->tail == &q->next)
+		c->tail = pp;
+	q->next = NULL;
+	c->nq--;
+}
+
+static void on_query_timer(uv_timer_t *t);
+
+static void arm_query_timer(struct pgconn *c)
+{
+	uint64_t now = uv_now(c->loop), min = UINT64_MAX;
+
+	if (c->closing)
+		return;
+	for (struct pgq *q = c->head; q; q = q->next)
+		if (q->deadline < min)
+			min = q->deadline;
+	if (min == UINT64_MAX)
+		uv_timer_stop(&c->query_timer);
+	else
+		uv_timer_start(&c->query_timer, on_query_timer, min > now ? min - now : 0, 0);
+}
+
+/* Answers @q (already unlinked) and frees it.  The caller must check
+ * c->closing afterwards. */
+static void answer(struct pgconn *c, struct pgq *q, int status, const PGresult *res,
+		   const char *sqlstate, const char *error, uint64_t serial)
+{
+	char line[PGCONN_ERROR_MAX];
+	struct pgconn_reply r = {
+		.status = status,
+		.res = status == 0 ? res : NULL,
+		.sqlstate = sqlstate ? sqlstate : "",
+		.error = "",
+		.conn_serial = serial,
+	};
+
+	if (status < 0) {
+		one_line(line, sizeof(line), error && *error ? error : "unknown error");
+		r.error = line;
+		c->stats.failures++;
+		if (status == -ETIMEDOUT)
+			c->stats.timeouts++;
+		memcpy(c->stats.last_error, line, sizeof(line));
+	}
+	q->cb(q->arg, &r);
+	free(q);
+}
+
+/* Fails every waiting query (the running one excluded when BUSY) whose
+ * deadline is before @before with @status and @error; UINT64_MAX fails
+ * them all.  Bounded by the queue length at entry: callbacks may add
+ * queries, which are never matched (their deadlines lie ahead) or are
+ * left for the next pass. */
+static void fail_waiting(struct pgconn *c, uint64_t before, int status, const char *error)
+{
+	uint32_t budget = c->nq;
+
+	while (budget-- && !c->closing) {
+		struct pgq *q = c->head;
+
+		if (q && c->st == ST_BUSY)
+			q = q->next;
+		while (q && q->deadline >= before && before != UINT64_MAX)
+			q = q->next;
+		if (!q)
+			break;
+		queue_unlink(c, q);
+		answer(c, q, status, NULL, NULL, error, 0);
+	}
+	arm_query_timer(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Connection life                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Drops the connection (if any) without answering anyone. */
+static void conn_drop(struct pgconn *c)
+{
+	poll_drop(c);
+	if (c->st == ST_READY || c->st == ST_BUSY)
+		c->stats.disconnects++;
+	if (c->pg) {
+		PQfinish(c->pg);
+		c->pg = NULL;
+	}
+	if (c->res) {
+		PQclear(c->res);
+		c->res = NULL;
+	}
+	c->nres = 0;
+	c->flushing = false;
+	c->serial = 0;
+	c->st = ST_IDLE;
+	c->stats.connected = 0;
+	if (!c->closing)
+		uv_timer_stop(&c->conn_timer);
+}
+
+/* A failure of any kind: the next attempt waits the backoff. */
+static void backoff_arm(struct pgconn *c)
+{
+	uint32_t delay = backoff_next(&c->bo, (uint32_t)splitmix64(&c->rng));
+
+	c->in_backoff = true;
+	c->retry_at = uv_now(c->loop) + delay;
+}
+
+/* The attempt failed: every waiting query depended on it and fails. */
+static void connect_failed(struct pgconn *c, const char *why)
+{
+	char text[PGCONN_ERROR_MAX];
+
+	snprintf(text, sizeof(text), "could not connect: %s", why && *why ? why : "unknown");
+	conn_drop(c);
+	c->stats.connect_failures++;
+	set_error(c, text);
+	backoff_arm(c);
+	LOG_RATELIMITED(LOG_WARNING, COMPONENT, "%s", c->stats.last_error);
+	fail_waiting(c, UINT64_MAX, -ENOTCONN, c->stats.last_error);
+	kick(c);
+}
+
+/* The connection went away.  A running query fails with @status. */
+static void conn_lost(struct pgconn *c, int status, const char *sqlstate, const char *why)
+{
+	char text[PGCONN_ERROR_MAX], state[6] = "";
+	struct pgq *q = c->st == ST_BUSY ? c->head : NULL;
+	uint64_t serial = c->serial;
+
+	/* sqlstate may point into c->res, which conn_drop() frees. */
+	if (sqlstate)
+		snprintf(state, sizeof(state), "%s", sqlstate);
+	snprintf(text, sizeof(text), "%s", why && *why ? why : "connection lost");
+	if (q)
+		queue_unlink(c, q);
+	conn_drop(c);
+	set_error(c, text);
+	backoff_arm(c);
+	LOG_RATELIMITED(LOG_WARNING, COMPONENT, "connection dropped: %s", c->stats.last_error);
+	if (q)
+		answer(c, q, status, NULL, state, text, serial);
+	if (c->closing)
+		return;
+	arm_query_timer(c);
+	kick(c);
+}
+
+static void notice_swallow(void *arg, const char *message)
+{
+	char line[PGCONN_ERROR_MAX];
+
+	(void)arg;
+	if (LOG_DEBUG >= log_threshold) {
+		one_line(line, sizeof(line), message);
+		LOG(LOG_DEBUG, COMPONENT, "server notice: %s", line);
+	}
+}
+
+static void advance(struct pgconn *c);
+
+static void connected(struct pgconn *c)
+{
+	uv_timer_stop(&c->conn_timer);
+	if (PQsetnonblocking(c->pg, 1) != 0) {
+		connect_failed(c, PQerrorMessage(c->pg));
+		return;
+	}
+	PQsetNoticeProcessor(c->pg, notice_swallow, c);
+	c->st = ST_READY;
+	c->serial = ++c->stats.connects;
+	c->stats.connected = 1;
+	c->in_backoff = false;
+	backoff_reset(&c->bo);
+	if (poll_watch(c, UV_READABLE) < 0) {
+		conn_lost(c, -ECONNRESET, NULL, "cannot watch the connection's socket");
+		return;
+	}
+	LOG(LOG_INFO, COMPONENT, "connected to %s:%s (backend pid %d)", PQhost(c->pg),
+	    PQport(c->pg), PQbackendPID(c->pg));
+	advance(c);
+}
+
+static void connect_step(struct pgconn *c)
+{
+	int events;
+
+	switch (PQconnectPoll(c->pg)) {
+	case PGRES_POLLING_OK:
+		connected(c);
+		return;
+	case PGRES_POLLING_FAILED:
+		connect_failed(c, PQerrorMessage(c->pg));
+		return;
+	case PGRES_POLLING_READING:
+		events = UV_READABLE;
+		break;
+	case PGRES_POLLING_WRITING:
+		events = UV_WRITABLE;
+		break;
+	default:
+		events = UV_READABLE | UV_WRITABLE;
+		break;
+	}
+	if (poll_watch(c, events) < 0)
+		connect_failed(c, "cannot watch the connection's socket");
+}
+
+static void on_conn_timer(uv_timer_t *t);
+
+static void connect_start(struct pgconn *c)
+{
+	int rc;
+
+	c->pg = PQconnectStartParams((const char *const *)c->kw, (const char *const *)c->val, 0);
+	if (!c->pg) {
+		connect_failed(c, "out of memory");
+		return;
+	}
+	if (PQstatus(c->pg) == CONNECTION_BAD) {
+		connect_failed(c, PQerrorMessage(c->pg));
+		return;
+	}
+	c->st = ST_CONNECTING;
+	uv_timer_start(&c->conn_timer, on_conn_timer, c->connect_timeout_ms, 0);
+	/* libpq: start as if PQconnectPoll() had said POLLING_WRITING. */
+	rc = poll_watch(c, UV_WRITABLE);
+	if (rc < 0)
+		connect_failed(c, uv_strerror(rc));
+}
+
+/* ------------------------------------------------------------------ */
+/* Running a query                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Flushes what libpq buffered and watches for what it needs next.
+ * false when the connection was lost (already handled). */
+static bool flush_and_watch(struct pgconn *c)
+{
+	int r = PQflush(c->pg);
+
+	if (r < 0) {
+		conn_lost(c, -ECONNRESET, NULL, PQerrorMessage(c->pg));
+		return false;
+	}
+	c->flushing = r == 1;
+	if (poll_watch(c, c->flushing ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0) {
+		conn_lost(c, -ECONNRESET, NULL, "cannot watch the connection's socket");
+		return false;
+	}
+	return true;
+}
+
+static void send_head(struct pgconn *c)
+{
+	struct pgq *q = c->head;
+
+	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+		/* Only a broken connection makes a well-formed send fail. */
+		c->st = ST_BUSY;
+		conn_lost(c, -ECONNRESET, NULL, PQerrorMessage(c->pg));
+		return;
+	}
+	c->st = ST_BUSY;
+	flush_and_watch(c);
+}
+
+static bool is_error(ExecStatusType s)
+{
+	return s == PGRES_FATAL_ERROR || s == PGRES_NONFATAL_ERROR || s == PGRES_BAD_RESPONSE;
+}
+
+static bool is_copy(ExecStatusType s)
+{
+	return s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH;
+}
+
+/* Keeps the answer that matters: the first result, or the first error. */
+static void keep_result(struct pgconn *c, PGresult *r)
+{
+	if (!c->res) {
+		c->res = r;
+	} else if (is_error(PQresultStatus(r)) && !is_error(PQresultStatus(c->res))) {
+		PQclear(c->res);
+		c->res = r;
+	} else {
+		PQclear(r);
+	}
+}
+
+/* Formats the error of @r: "SQLSTATE xxxxx: primary message". */
+static void result_error(const PGresult *r, char *out, size_t size)
+{
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+
+	if (!msg || !*msg)
+		msg = PQresultErrorMessage(r);
+	if (!msg || !*msg)
+		msg = PQresStatus(PQresultStatus(r));
+	if (state && *state)
+		snprintf(out, size, "SQLSTATE %s: %s", state, msg);
+	else
+		snprintf(out, size, "%s", msg);
+}
+
+/* All results are in: answer the head. */
+static void finish_running(struct pgconn *c)
+{
+	struct pgq *q = c->head;
+	PGresult *r = c->res;
+	uint64_t serial = c->serial;
+	char text[PGCONN_ERROR_MAX] = "";
+	const char *state = NULL;
+	int status = 0;
+
+	c->res = NULL;
+	c->nres = 0;
+	if (!r) {
+		status = -EPROTO;
+		snprintf(text, sizeof(text), "no result from the server");
+	} else if (is_error(PQresultStatus(r))) {
+		status = -EREMOTEIO;
+		state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+		result_error(r, text, sizeof(text));
+	} else if (PQresultStatus(r) != PGRES_TUPLES_OK &&
+		   PQresultStatus(r) != PGRES_COMMAND_OK) {
+		status = -EPROTO;
+		snprintf(text, sizeof(text), "unexpected result %s",
+			 PQresStatus(PQresultStatus(r)));
+	}
+
+	if (PQstatus(c->pg) == CONNECTION_BAD) {
+		if (!*text)
+			snprintf(text, sizeof(text), "%s", PQerrorMessage(c->pg));
+		if (status != 0) {
+			/* e.g. FATAL 57P01 (administrator shutdown) as the answer:
+			 * the connection is gone, say so.  conn_lost() copies the
+			 * sqlstate out of c->res before freeing it. */
+			c->res = r;
+			conn_lost(c, status == -EREMOTEIO ? -ECONNRESET : status, state, text);
+			return;
+		}
+		/* A complete answer on a connection that died right after:
+		 * drop the connection, then deliver the answer. */
+		queue_unlink(c, q);
+		c->st = ST_READY;
+		conn_lost(c, 0, NULL, text);
+		answer(c, q, 0, r, NULL, NULL, serial);
+		PQclear(r);
+		return;
+	}
+
+	queue_unlink(c, q);
+	c->st = ST_READY;
+	c->flushing = false;
+	if (poll_watch(c, UV_READABLE) < 0) {
+		/* Answer first, then drop the connection for the next query. */
+		answer(c, q, status, r, state, text, serial);
+		PQclear(r);
+		if (!c->closing)
+			conn_lost(c, -ECONNRESET, NULL, "cannot watch the connection's socket");
+		return;
+	}
+	answer(c, q, status, r, state, text, serial);
+	PQclear(r);
+	if (c->closing)
+		return;
+	arm_query_timer(c);
+	kick(c);
+}
+
+/* Gathers results while libpq has them without blocking. */
+static void collect(struct pgconn *c)
+{
+	for (;;) {
+		PGresult *r;
+
+		if (PQisBusy(c->pg))
+			return;
+		r = PQgetResult(c->pg);
+		if (!r) {
+			finish_running(c);
+			return;
+		}
+		if (is_copy(PQresultStatus(r)) || ++c->nres > MAX_RESULTS) {
+			/* libpq would hand the COPY state back forever; the
+			 * connection cannot be reused cheaply: drop it. */
+			PQclear(r);
+			conn_lost(c, -EPROTO, NULL,
+				  "unsupported answer (COPY or several statements)");
+			return;
+		}
+		keep_result(c, r);
+	}
+}
+
+/* The input failed: take whatever error libpq can still hand over
+ * (e.g. FATAL 57P01 before the close), then drop the connection. */
+static void input_failed(struct pgconn *c)
+{
+	char text[PGCONN_ERROR_MAX];
+	const char *state = NULL;
+
+	for (int i = 0; i < MAX_RESULTS && !PQisBusy(c->pg); i++) {
+		PGresult *r = PQgetResult(c->pg);
+
+		if (!r)
+			break;
+		keep_result(c, r);
+	}
+	if (c->res && is_error(PQresultStatus(c->res))) {
+		state = PQresultErrorField(c->res, PG_DIAG_SQLSTATE);
+		result_error(c->res, text, sizeof(text));
+	} else {
+		snprintf(text, sizeof(text), "%s", PQerrorMessage(c->pg));
+	}
+	if (!*text)
+		snprintf(text, sizeof(text), "connection lost");
+	conn_lost(c, -ECONNRESET, state, text);
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+	struct pgconn *c = h->data;
+
+	if (c->closing || h != c->poll)
+		return;
+	if (status < 0) {
+		/* libuv says UV_EBADF for POLLERR (a refused connect, a reset)
+		 * and has stopped the handle.  libpq tells the real story: let
+		 * it read and write, unless this keeps happening. */
+		int want = c->poll_events;
+
+		c->poll_events = 0;
+		if (++c->poll_errors > MAX_POLL_ERRORS || poll_watch(c, want) < 0) {
+			if (c->st == ST_CONNECTING)
+				connect_failed(c, uv_strerror(status));
+			else
+				conn_lost(c, -ECONNRESET, NULL, uv_strerror(status));
+			return;
+		}
+		events = UV_READABLE | UV_WRITABLE;
+	} else {
+		c->poll_errors = 0;
+	}
+	switch (c->st) {
+	case ST_CONNECTING:
+		connect_step(c);
+		return;
+	case ST_READY:
+		/* Nothing asked: the server speaks only to say goodbye (or a
+		 * notification, which nobody here listens to). */
+		if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+			input_failed(c);
+			return;
+		}
+		for (int i = 0; i < MAX_NOTIFIES; i++) {
+			PGnotify *n = PQnotifies(c->pg);
+
+			if (!n)
+				break;
+			PQfreemem(n);
+		}
+		return;
+	case ST_BUSY:
+		if ((events & UV_READABLE) && !PQconsumeInput(c->pg)) {
+			input_failed(c);
+			return;
+		}
+		if (c->flushing && !flush_and_watch(c))
+			return;
+		collect(c);
+		return;
+	default:
+		return;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* The machine                                                         */
+/* ------------------------------------------------------------------ */
+
+static void advance(struct pgconn *c)
+{
+	uint64_t now;
+
+	if (c->closing || !c->head)
+		return;
+	switch (c->st) {
+	case ST_IDLE:
+		now = uv_now(c->loop);
+		if (c->in_backoff && now < c->retry_at) {
+			char text[PGCONN_ERROR_MAX + 64];
+
+			snprintf(text, sizeof(text),
+				 "not connected (next attempt in %" PRIu64 " ms): %s",
+				 c->retry_at - now, c->stats.last_error);
+			fail_waiting(c, c->retry_at, -ENOTCONN, text);
+			if (!c->closing && c->head)
+				uv_timer_start(&c->conn_timer, on_conn_timer, c->retry_at - now, 0);
+			return;
+		}
+		connect_start(c);
+		return;
+	case ST_READY:
+		send_head(c);
+		return;
+	default:
+		return;
+	}
+}
+
+static void on_kick(uv_timer_t *t)
+{
+	advance(t->data);
+}
+
+static void on_conn_timer(uv_timer_t *t)
+{
+	struct pgconn *c = t->data;
+	char text[64];
+
+	if (c->closing)
+		return;
+	if (c->st == ST_CONNECTING) {
+		snprintf(text, sizeof(text), "timed out after %u ms", c->connect_timeout_ms);
+		connect_failed(c, text);
+		return;
+	}
+	advance(c);
+}
+
+static void on_query_timer(uv_timer_t *t)
+{
+	struct pgconn *c = t->data;
+	uint64_t now = uv_now(c->loop);
+	char text[96];
+
+	if (c->closing)
+		return;
+	if (c->st == ST_BUSY && c->head && c->head->deadline <= now) {
+		snprintf(text, sizeof(text), "query timed out after %u ms (connection dropped)",
+			 c->head->timeout_ms);
+		conn_lost(c, -ETIMEDOUT, NULL, text);
+		if (c->closing)
+			return;
+	}
+	/* Waiting ones (queued, or waiting for a connection): just fail. */
+	snprintf(text, sizeof(text), "query timed out waiting for the connection");
+	fail_waiting(c, now + 1, -ETIMEDOUT, text);
+	if (!c->closing)
+		kick(c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Public                                                              */
+/* ------------------------------------------------------------------ */
+
+static bool forced_key(const char *k)
+{
+	static const char *const keys[] = {
+		"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
+		"tcp_user_timeout", "connect_timeout", "fallback_application_name", "options",
+	};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (!strcmp(k, keys[i]))
+			return true;
+	return false;
+}
+
+static int push_kv(struct pgconn *c, size_t cap, const char *k, const char *v)
+{
+	if (c->nkw >= cap)
+		return -ENOMEM;
+	c->kw[c->nkw] = strdup(k);
+	c->val[c->nkw] = strdup(v);
+	if (!c->kw[c->nkw] || !c->val[c->nkw]) {
+		free(c->kw[c->nkw]);
+		free(c->val[c->nkw]);
+		return -ENOMEM;
+	}
+	c->nkw++;
+	return 0;
+}
+
+static uint32_t or_default(uint32_t v, uint32_t def)
+{
+	return v ? v : def;
+}
+
+/* Builds the keyword/value arrays: the conninfo's own settings, then
+ * ours (see the top of pgconn.h for who wins). */
+static int build_params(struct pgconn *c, const struct pgconn_config *cfg, char *err,
+			size_t errlen)
+{
+	PQconninfoOption *opts, *o;
+	char *perr = NULL, num[32], *options = NULL;
+	const char *user_options = NULL;
+	size_t n = 0, cap;
+	int rc = 0;
+
+	opts = PQconninfoParse(cfg->conninfo, &perr);
+	if (!opts) {
+		if (err)
+			one_line(err, errlen, perr ? perr : "out of memory");
+		PQfreemem(perr);
+		return -EINVAL;
+	}
+	for (o = opts; o->keyword; o++)
+		n++;
+	cap = n + 16;
+	c->kw = calloc(cap + 1, sizeof(char *));
+	c->val = calloc(cap + 1, sizeof(char *));
+	if (!c->kw || !c->val) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	for (o = opts; o->keyword && !rc; o++) {
+		if (!o->val)
+			continue;
+		if (!strcmp(o->keyword, "options"))
+			user_options = o->val;
+		if (!forced_key(o->keyword))
+			rc = push_kv(c, cap, o->keyword, o->val);
+	}
+	rc = rc ? rc : push_kv(c, cap, "keepalives", "1");
+#define PUSH_NUM(key, v)                                           \
+	do {                                                       \
+		snprintf(num, sizeof(num), "%" PRIu32, (uint32_t)(v)); \
+		if (!rc)                                           \
+			rc = push_kv(c, cap, key, num);            \
+	} while (0)
+	PUSH_NUM("keepalives_idle", or_default(cfg->keepalives_idle_s, 5));
+	PUSH_NUM("keepalives_interval", or_default(cfg->keepalives_interval_s, 2));
+	PUSH_NUM("keepalives_count", or_default(cfg->keepalives_count, 3));
+	PUSH_NUM("tcp_user_timeout", or_default(cfg->tcp_user_timeout_ms, 10000));
+	/* libpq's is whole seconds, at least 1 (it only bounds blocking
+	 * connects; ours are bounded by connect_timeout_ms). */
+	PUSH_NUM("connect_timeout", c->connect_timeout_ms < 2000 ? 1 :
+				    c->connect_timeout_ms / 1000);
+#undef PUSH_NUM
+	if (!rc)
+		rc = push_kv(c, cap, "fallback_application_name",
+			     cfg->application_name && *cfg->application_name ?
+				     cfg->application_name : "meridian");
+	if (!rc && (cfg->statement_timeout_ms || user_options)) {
+		size_t len = (user_options ? strlen(user_options) : 0) + 64;
+
+		options = malloc(len);
+		if (!options) {
+			rc = -ENOMEM;
+		} else {
+			snprintf(options, len, "%s%s", user_options ? user_options : "",
+				 user_options && cfg->statement_timeout_ms ? " " : "");
+			if (cfg->statement_timeout_ms)
+				snprintf(options + strlen(options), len - strlen(options),
+					 "-c statement_timeout=%" PRIu32,
+					 cfg->statement_timeout_ms);
+			rc = push_kv(c, cap, "options", options);
+		}
+	}
+out:
+	free(options);
+	PQconninfoFree(opts);
+	if (rc && err)
+		snprintf(err, errlen, "out of memory");
+	return rc;
+}
+
+struct pgconn *pgconn_new(uv_loop_t *loop, const struct pgconn_config *cfg, char *err,
+			  size_t errlen)
+{
+	struct pgconn *c;
+
+	if (err && errlen)
+		err[0] = '\0';
+	if (!loop || !cfg || !cfg->conninfo) {
+		if (err)
+			snprintf(err, errlen, "no conninfo");
+		return NULL;
+	}
+	if (cfg->max_queue > PGCONN_MAX_QUEUE) {
+		if (err)
+			snprintf(err, errlen, "max_queue above %d", PGCONN_MAX_QUEUE);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		if (err)
+			snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	c->loop = loop;
+	c->connect_timeout_ms = or_default(cfg->connect_timeout_ms, 5000);
+	c->query_timeout_ms = or_default(cfg->query_timeout_ms, 5000);
+	c->max_queue = or_default(cfg->max_queue, 16);
+	c->rng = cfg->seed;
+	c->tail = &c->head;
+	backoff_init(&c->bo, or_default(cfg->backoff_initial_ms, 100),
+		     or_default(cfg->backoff_max_ms, 5000));
+	if (build_params(c, cfg, err, errlen) < 0) {
+		free_conn(c);
+		return NULL;
+	}
+	uv_timer_init(loop, &c->kick);
+	uv_timer_init(loop, &c->conn_timer);
+	uv_timer_init(loop, &c->query_timer);
+	c->kick.data = c->conn_timer.data = c->query_timer.data = c;
+	c->handles = 3;
+	return c;
+}
+
+int pgconn_query(struct pgconn *c, const char *sql, int nparams, const char *const *params,
+		 uint32_t timeout_ms, pgconn_cb cb, void *arg)
+{
+	size_t size, sqllen;
+	struct pgq *q;
+	char *p;
+
+	if (!c || !sql || !cb || nparams < 0 || nparams > PGCONN_MAX_PARAMS ||
+	    (nparams && !params))
+		return -EINVAL;
+	if (c->closing)
+		return -ESHUTDOWN;
+	/* max_queue waiting behind the running (or connecting-for) one. */
+	if (c->nq >= c->max_queue + 1) {
+		c->stats.rejected++;
+		return -EAGAIN;
+	}
+	sqllen = strlen(sql) + 1;
+	size = sizeof(*q) + (size_t)nparams * sizeof(char *) + sqllen;
+	for (int i = 0; i < nparams; i++)
+		if (params[i])
+			size += strlen(params[i]) + 1;
+	q = malloc(size);
+	if (!q)
+		return -ENOMEM;
+	memset(q, 0, sizeof(*q));
+	q->params = (const char **)(q + 1);
+	p = (char *)(q->params + nparams);
+	memcpy(p, sql, sqllen);
+	q->sql = p;
+	p += sqllen;
+	for (int i = 0; i < nparams; i++) {
+		if (!params[i]) {
+			q->params[i] = NULL;
+			continue;
+		}
+		size_t len = strlen(params[i]) + 1;
+
+		memcpy(p, params[i], len);
+		q->params[i] = p;
+		p += len;
+	}
+	q->nparams = nparams;
+	q->cb = cb;
+	q->arg = arg;
+	q->timeout_ms = timeout_ms ? timeout_ms : c->query_timeout_ms;
+	q->deadline = uv_now(c->loop) + q->timeout_ms;
+	*c->tail = q;
+	c->tail = &q->next;
+	c->nq++;
+	c->stats.queries++;
+	arm_query_timer(c);
+	if (c->st == ST_IDLE || c->st == ST_READY)
+		uv_timer_start(&c->kick, on_kick, 0, 0);
+	return 0;
+}
+
+void pgconn_close(struct pgconn *c)
+{
+	struct pgq *q, *next;
+
+	if (!c || c->closing)
+		return;
+	c->closing = true;
+	conn_drop(c);                 /* closes the poll before PQfinish() */
+	for (q = c->head; q; q = next) {
+		next = q->next;
+		free(q);
+	}
+	c->head = NULL;
+	c->tail = &c->head;
+	c->nq = 0;
+	uv_close((uv_handle_t *)&c->kick, handle_closed);
+	uv_close((uv_handle_t *)&c->conn_timer, handle_closed);
+	uv_close((uv_handle_t *)&c->query_timer, handle_closed);
+}
+
+void pgconn_stats_get(const struct pgconn *c, struct pgconn_stats *out)
+{
+	*out = c->stats;
+	out->queued = c->nq;
+	out->connected = c->st == ST_READY || c->st == ST_BUSY;
+}
+
+int pgconn_socket(const struct pgconn *c)
+{
+	if (!c || !c->pg || (c->st != ST_READY && c->st != ST_BUSY))
+		return -1;
+	return PQsocket(c->pg);
+}
