@@ -75,6 +75,7 @@
 #include "cmd/api.h"
 #include "cmd/commands.h"
 #include "cmd/config.h"
+#include "election/election.h"
 #include "gossip/tags.h"
 #include "lib/addr.h"
 #include "lib/backoff.h"
@@ -108,6 +109,8 @@ struct agent {
 	struct rpc_handlers *handlers;
 	struct rpc_server *rpc_server;
 	struct rpc_client *rpc_client;
+	struct events *events;
+	struct elect *elect;
 	char advertise[GOSSIP_ADDR_MAX + 1];
 
 	uv_signal_t sigterm, sigint;
@@ -206,6 +209,16 @@ struct rpc_metrics *agent_rpc_metrics(struct agent *a)
 struct rpc_serve_ops agent_rpc_local(struct agent *a)
 {
 	return rpc_handlers_ops(a->handlers);
+}
+
+struct elect *agent_elect(struct agent *a)
+{
+	return a->stopping ? NULL : a->elect;
+}
+
+struct events *agent_events(struct agent *a)
+{
+	return a->stopping ? NULL : a->events;
 }
 
 void agent_regions_invalidate(struct agent *a)
@@ -412,6 +425,8 @@ static void join_outcome(struct agent *a, const struct gossip_event *ev)
 			a->backoff_live = false;
 			LOG(LOG_NOTICE, "agent", "joined the cluster through %s: %zu live members",
 			    a->cfg.seeds[i], gossip_live_count(a->g));
+			if (!a->leaving)
+				elect_joined(a->elect);
 		}
 		return;
 	}
@@ -440,6 +455,27 @@ static const struct {
 	[GOSSIP_EV_REAP] = { LOG_INFO, "forgotten" },
 };
 
+static const char *const member_event_names[] = {
+	[GOSSIP_EV_JOIN] = "join",     [GOSSIP_EV_UPDATE] = "update",
+	[GOSSIP_EV_SUSPECT] = "suspect", [GOSSIP_EV_ALIVE] = "alive",
+	[GOSSIP_EV_FAILED] = "failed", [GOSSIP_EV_LEFT] = "left",
+	[GOSSIP_EV_REAP] = "reap",
+};
+
+/* A `member` event for the event stream (reads only @m, which the core
+ * hands us, never the core itself). */
+static void member_event_publish(struct agent *a, const struct gossip_event *ev,
+				 const char *region)
+{
+	const struct gossip_member *m = ev->member;
+
+	events_publish(a->events, "member",
+		       json_pack("{s:s,s:s,s:s,s:s,s:s}", "event", member_event_names[ev->type],
+				 "node", gossip_member_name(m), "region", region,
+				 "addr", gossip_member_addr(m),
+				 "status", gossip_status_name(gossip_member_status(m))));
+}
+
 static void on_gossip_event(void *ctx, const struct gossip_event *ev)
 {
 	struct agent *a = ctx;
@@ -461,8 +497,12 @@ static void on_gossip_event(void *ctx, const struct gossip_event *ev)
 		a->regions_stale = true;
 		LOG(member_changes[ev->type].level, "gossip", "member %s (%s, %s) %s", name, region,
 		    addr, member_changes[ev->type].words);
+		member_event_publish(a, ev, region);
+		elect_members_changed(a->elect);
 		break;
 	case GOSSIP_EV_USER:
+		if (ev->user_key && strcmp(ev->user_key, ELECTION_USER_KEY) == 0)
+			elect_members_changed(a->elect);
 		LOG(LOG_DEBUG, "gossip", "user data %s v%llu from %s",
 		    ev->user_key ? ev->user_key : "", (unsigned long long)ev->user_version, name);
 		break;
@@ -491,6 +531,8 @@ static void agent_close_handle(uv_handle_t *h)
 		uv_close(h, NULL);
 }
 
+static void agent_stop_election(struct agent *a);
+
 /* Stops everything; uv_run() returns once libuv has closed it all. */
 static void agent_stop(struct agent *a)
 {
@@ -508,6 +550,7 @@ static void agent_stop(struct agent *a)
 	a->api = NULL;
 	rpc_handlers_close(a->handlers);
 	a->handlers = NULL;
+	agent_stop_election(a);
 	transport_close(a->tr);
 	if (a->handles_open) {
 		agent_close_handle((uv_handle_t *)&a->sigterm);
@@ -560,7 +603,7 @@ static void leave_check(uv_timer_t *h)
 	uint64_t now = uv_now(&a->loop);
 
 	if (!a->announced) {
-		if (a->drained && now >= a->leave_announce_at)
+		if (a->drained && now >= a->leave_announce_at && elect_leave_done(a->elect))
 			leave_announce(a, now);
 	} else if (gossip_leave_done(a->g, now)) {
 		LOG(LOG_NOTICE, "agent", "leave announced (%llu ms); stopping",
@@ -600,6 +643,8 @@ void agent_leave_start(struct agent *a, const char *why)
 	LOG(LOG_NOTICE, "agent", "leaving the cluster (%s): marking this node %s", why,
 	    REGION_TAG_LEAVING);
 	uv_timer_stop(&a->join_timer);
+	/* Leadership goes first: a successor can take over while we drain. */
+	elect_leave(a->elect);
 	/* The leaving tag and its pause only protect calls in flight.  With
 	 * none, the leave is announced at once: every member hears it
 	 * directly within a round trip, and a caller that picks us meanwhile
@@ -732,6 +777,45 @@ static int rpc_start(struct agent *a)
 	return rc;
 }
 
+static void agent_kick(void *ctx)
+{
+	struct agent *a = ctx;
+
+	transport_kick(a->tr);
+}
+
+/* The event stream and the election (cmd/elect.h). */
+static int election_start_up(struct agent *a)
+{
+	struct elect_env env = {
+		.loop = &a->loop,
+		.g = a->g,
+		.cfg = &a->cfg,
+		.node_id = a->cfg.gossip.id,
+		.kick = agent_kick,
+		.ctx = a,
+	};
+
+	a->events = events_new(&a->loop);
+	env.events = a->events;
+	a->elect = a->events ? elect_new(&env) : NULL;
+	if (a->elect == NULL) {
+		LOG(LOG_ERROR, "agent", "cannot start leader election");
+		events_close(a->events);
+		a->events = NULL;
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static void agent_stop_election(struct agent *a)
+{
+	elect_close(a->elect);
+	a->elect = NULL;
+	events_close(a->events);
+	a->events = NULL;
+}
+
 /* Prints why the configuration was refused; returns the exit code. */
 static int config_failed(const struct config *c, int rc)
 {
@@ -855,11 +939,21 @@ int cmd_agent(int argc, char **argv)
 		return 1;
 	}
 
+	if (election_start_up(a) != 0) {
+		agent_stop_rpc(a);
+		transport_close(a->tr);
+		agent_run_loop_to_end(a);
+		seal_delete(a->seal);
+		free(a);
+		return 1;
+	}
+
 	rc = api_start(&a->loop, a->cfg.api, a, &a->api);
 	if (rc < 0) {
 		LOG(LOG_ERROR, "agent", "cannot serve the API on %s: %s", a->cfg.api,
 		    uv_strerror(rc));
 		agent_stop_rpc(a);
+		agent_stop_election(a);
 		transport_close(a->tr);
 		agent_run_loop_to_end(a);
 		seal_delete(a->seal);
@@ -891,6 +985,8 @@ int cmd_agent(int argc, char **argv)
 	    MERIDIAN_VERSION);
 	if (a->cfg.nseeds > 0)
 		join_round(a);
+	else
+		elect_joined(a->elect);   /* nobody to join: we are the cluster */
 
 	agent_run_loop_to_end(a);
 	seal_delete(a->seal);

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cmd/elect.h"
+#include "cmd/events.h"
 #include "gossip/gossip.h"
 #include "gossip/seal.h"
 #include "gossip/transport.h"
@@ -72,6 +74,10 @@ struct rpc_serve_ops agent_rpc_local(struct agent *a);
 /* Marks the region table stale so that the next agent_regions() reads the
  * core again (fresh round-trip times for target choice). */
 void agent_regions_invalidate(struct agent *a);
+
+/* Leader election and the event stream; NULL once the agent is stopping. */
+struct elect *agent_elect(struct agent *a);
+struct events *agent_events(struct agent *a);
 
 /* This node's name and region. */
 const char *agent_node(const struct agent *a);

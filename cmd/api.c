@@ -40,6 +40,8 @@
 
 #include "cmd/agent.h"
 #include "cmd/config.h"
+#include "cmd/elect.h"
+#include "cmd/events.h"
 #include "cmd/http_server.h"
 #include "lib/clock.h"
 #include "lib/log.h"
@@ -303,7 +305,7 @@ static void route_self(struct api *api, struct http_request *req)
 	/* A NULL for "o" makes json_pack fail: out of memory answers 500. */
 	respond_json(req, 200,
 		     json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:I,s:s,s:{s:i,s:i},s:s,s:o,"
-			       "s:{s:I,s:I,s:I,s:I},s:b,s:b,s:n,s:o,s:s?,s:o}",
+			       "s:{s:I,s:I,s:I,s:I},s:b,s:b,s:o,s:o,s:s?,s:o}",
 			       "name", gossip_member_name(self),
 			       "addr", gossip_member_addr(self),
 			       "region", region,
@@ -322,11 +324,45 @@ static void route_self(struct api *api, struct http_request *req)
 			       "left", (json_int_t)c[GOSSIP_LEFT],
 			       "ready", agent_ready(a, NULL),
 			       "leaving", agent_leaving(a),
-			       "leader",
+			       "leader", agent_elect(a) ? elect_leader_json(agent_elect(a)) :
+					 json_null(),
 			       "regions", regions_json(rt),
 			       "cluster_primary_region", region_cluster_primary(rt),
 			       "primary_conflict", primary_conflict_json(rt)),
 		     NULL);
+}
+
+static void route_leader(struct api *api, struct http_request *req)
+{
+	struct elect *el = agent_elect(api->agent);
+
+	if (el == NULL) {
+		respond_error(req, 503, "unavailable", NULL, "the agent is stopping");
+		return;
+	}
+	respond_json(req, 200, elect_leader_json(el), NULL);
+}
+
+/* GET /v1/events[?types=member,leader]: server-sent events. */
+static void route_events(struct api *api, struct http_request *req,
+			 const struct http_request_view *v)
+{
+	struct events *ev = agent_events(api->agent);
+	struct elect *el = agent_elect(api->agent);
+	char types[64] = "";
+
+	if (ev == NULL) {
+		respond_error(req, 503, "unavailable", NULL, "the agent is stopping");
+		return;
+	}
+	if (http_query_get(v->query, "types", types, sizeof(types)) && types[0] == '\0') {
+		respond_error(req, 400, "bad_request", NULL, "types: one or more of member, "
+			      "leader, change, comma-separated");
+		return;
+	}
+	/* A new subscriber first hears who leads now. */
+	events_subscribe(ev, req, types, el && (types[0] == '\0' || strstr(types, "leader")) ?
+			 elect_leader_event(el) : NULL);
 }
 
 static void route_leave(struct api *api, struct http_request *req)
@@ -379,6 +415,41 @@ static void metric_one(FILE *f, const char *name, const char *type, const char *
 {
 	metric_head(f, name, type, help);
 	metric_sample(f, name, NULL, value);
+}
+
+static void election_metrics(FILE *f, struct elect *el)
+{
+	struct elect_stats s;
+
+	elect_stats_get(el, &s);
+	metric_one(f, "meridian_leader", "gauge", "1 while this node is the leader.", s.is_leader);
+	metric_one(f, "meridian_leader_term", "gauge",
+		   "Term of the leader this node knows (0: none known).", s.term);
+	metric_one(f, "meridian_election_max_term", "gauge",
+		   "Highest election term this node has seen.", s.max_term);
+	metric_one(f, "meridian_elections_won_total", "counter",
+		   "Times this node became leader.", s.elections_won);
+	metric_one(f, "meridian_leader_step_downs_total", "counter",
+		   "Times this node stopped being leader.", s.step_downs);
+	metric_one(f, "meridian_leader_changes_total", "counter",
+		   "Changes of the known leader (name or term).", s.leader_changes);
+	metric_one(f, "meridian_lease_requests_total", "counter",
+		   "Lease statements sent to the primary database.", s.lease_requests);
+	metric_one(f, "meridian_lease_failures_total", "counter",
+		   "Lease statements that got no answer (unreachable, timeout, error).",
+		   s.lease_failures);
+	metric_one(f, "meridian_lease_late_grants_total", "counter",
+		   "Leases granted after their own deadline, released unused.",
+		   s.late_grants_released);
+	metric_one(f, "meridian_lease_db_connected", "gauge",
+		   "1 while the lease connection to the primary database is up.",
+		   s.db_connected);
+	metric_one(f, "meridian_leader_announcements_bad_total", "counter",
+		   "Leader announcements from peers that could not be decoded.", s.announce_bad);
+	metric_one(f, "meridian_on_leader_started_total", "counter",
+		   "--on-leader processes started.", s.hooks_started);
+	metric_one(f, "meridian_on_leader_failed_total", "counter",
+		   "--on-leader processes that could not be started.", s.hooks_failed);
 }
 
 static void route_metrics(struct api *api, struct http_request *req)
@@ -498,6 +569,20 @@ static void route_metrics(struct api *api, struct http_request *req)
 	metric_one(f, "meridian_members_refused_total", "counter",
 		   "Members refused at the members bound.", gs.members_refused);
 	rpc_metrics_print(agent_rpc_metrics(a), f);
+	if (agent_elect(a))
+		election_metrics(f, agent_elect(a));
+	if (agent_events(a)) {
+		struct events_stats es;
+
+		events_stats_get(agent_events(a), &es);
+		metric_one(f, "meridian_events_published_total", "counter",
+			   "Events published to the event stream.", es.published);
+		metric_one(f, "meridian_event_subscribers", "gauge",
+			   "GET /v1/events streams open now.", es.subscribers);
+		metric_one(f, "meridian_event_subscribers_dropped_total", "counter",
+			   "Event subscribers cut off for falling more than 1 MiB behind.",
+			   es.slow_dropped);
+	}
 	if (fclose(f) != 0 || body == NULL) {
 		free(body);
 		respond_json(req, 500, NULL, NULL);
@@ -733,6 +818,7 @@ static void rpc_call_attempt(struct rpc_call *c)
 	struct agent *a = c->api->agent;
 	const char *exclude[RPC_TRIES_MAX];
 	struct region_target target = { c->kind, *c->name ? c->name : NULL };
+	struct elect *el = agent_elect(a);
 	struct region_choice ch;
 	struct rpc_client *client;
 	uint64_t elapsed_ms = (uv_hrtime() - c->started_ns) / 1000000;
@@ -752,6 +838,9 @@ static void rpc_call_attempt(struct rpc_call *c)
 	}
 	for (size_t i = 0; i < c->ntried; i++)
 		exclude[i] = c->tried[i];
+	/* The leader is whoever this node knows to lead now. */
+	if (c->kind == REGION_TARGET_LEADER)
+		target.name = el ? elect_leader_name(el) : NULL;
 	/* Target choice reads round-trip times: take them fresh from the core. */
 	agent_regions_invalidate(a);
 	rt = agent_regions(a);
@@ -927,7 +1016,8 @@ static void rpc_calls_abort(struct api *api)
 /* Routing                                                             */
 /* ------------------------------------------------------------------ */
 
-enum route { R_MEMBERS, R_SELF, R_LEAVE, R_HEALTHZ, R_READYZ, R_METRICS, R_RPC };
+enum route { R_MEMBERS, R_SELF, R_LEAVE, R_HEALTHZ, R_READYZ, R_METRICS, R_RPC, R_LEADER,
+	     R_EVENTS };
 
 static const struct {
 	const char *path;
@@ -937,7 +1027,8 @@ static const struct {
 	{ "/v1/members", "GET", R_MEMBERS }, { "/v1/self", "GET", R_SELF },
 	{ "/v1/leave", "POST", R_LEAVE },    { "/healthz", "GET", R_HEALTHZ },
 	{ "/readyz", "GET", R_READYZ },      { "/metrics", "GET", R_METRICS },
-	{ "/v1/rpc", "POST", R_RPC },
+	{ "/v1/rpc", "POST", R_RPC },        { "/v1/leader", "GET", R_LEADER },
+	{ "/v1/events", "GET", R_EVENTS },
 };
 
 static void api_handle(void *ctx, struct http_request *req, const struct http_request_view *v)
@@ -981,6 +1072,12 @@ static void api_handle(void *ctx, struct http_request *req, const struct http_re
 		break;
 	case R_RPC:
 		route_rpc(api, req, v);
+		break;
+	case R_LEADER:
+		route_leader(api, req);
+		break;
+	case R_EVENTS:
+		route_events(api, req, v);
 		break;
 	}
 }

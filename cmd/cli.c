@@ -1,6 +1,6 @@
 /*
- * cmd/cli.c - the client subcommands: members, info, rpc, leave, keygen,
- * version.
+ * cmd/cli.c - the client subcommands: members, info, rpc, leader, watch,
+ * leave, keygen, version.
  *
  * The CLI is a client of the local API (docs/api.md) and nothing else: it
  * never reads the agent's state another way.  Its output and exit codes
@@ -24,6 +24,7 @@
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "cmd/http_client.h"
+#include "gossip/gossip.h"
 #include "gossip/proto.h"
 #include "gossip/seal.h"
 #include "lib/clock.h"
@@ -624,19 +625,16 @@ static void info_text(json_t *self)
 		 int_text(json_object_get(mem, "left"), d, sizeof(d)));
 	info_line("members", buf);
 	info_regions(self);
-	/* The leader arrives with the election part: a name, or an object
-	 * naming it; null until then. */
-	if (json_is_string(leader)) {
-		info_line("leader", json_string_value(leader));
-	} else if (json_is_object(leader)) {
-		json_t *term = json_object_get(leader, "term");
+	/* GET /v1/leader's object; its node is null while none is known. */
+	if (json_is_object(leader) && json_is_string(json_object_get(leader, "node"))) {
+		char node[GOSSIP_NAME_MAX + 1];
 
-		if (json_is_integer(term))
-			snprintf(buf, sizeof(buf), "%s (region %s, term %lld)",
-				 jstr(leader, "name"), jstr(leader, "region"),
-				 (long long)json_integer_value(term));
-		else
-			snprintf(buf, sizeof(buf), "%s", jstr(leader, "name"));
+		sanitize(jstr(leader, "node"), node, sizeof(node));
+		snprintf(buf, sizeof(buf), "%s (region %s, term %lld, %s)%s", node,
+			 jstr(leader, "region"),
+			 (long long)json_integer_value(json_object_get(leader, "term")),
+			 jstr(leader, "backend"),
+			 json_is_true(json_object_get(leader, "self")) ? " this node" : "");
 		info_line("leader", buf);
 	} else {
 		info_line("leader", "none");
@@ -1031,4 +1029,244 @@ int cmd_rpc(int argc, char **argv)
 	json_decref(root);
 	http_reply_free(&r);
 	return output_done(rc);
+}
+
+/* ---- meridian leader ---- */
+
+static const char leader_usage[] =
+	"usage: meridian leader [--json] [--api ADDR] [--timeout D]\n";
+
+static const char leader_help[] =
+	"\n"
+	"Shows the leader of the primary region as the local agent knows it: its\n"
+	"node, region, term (the fencing token, which only grows), since when it\n"
+	"leads and the election backend; and this node's own role.  Exits 3 when\n"
+	"no leader is known (none elected yet, or the news has not arrived).\n"
+	"\n"
+	"  --json         print the agent's JSON answer (GET /v1/leader)\n"
+	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
+	"  --timeout D    how long to wait for the agent (default 10s)\n";
+
+int cmd_leader(int argc, char **argv)
+{
+	const char *api = NULL, *timeout = NULL;
+	bool json = false, help = false;
+	const struct flag flags[] = {
+		{ "api", FLAG_STRING, &api },
+		{ "json", FLAG_BOOL, &json },
+		{ "timeout", FLAG_STRING, &timeout },
+	};
+	json_t *l;
+	int rc, tmo;
+	bool known;
+
+	rc = cli_flags("leader", leader_usage, argc, argv, flags, NFLAGS(flags), &help);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s%s", leader_usage, leader_help);
+		return EXIT_OK_;
+	}
+	rc = timeout_get("leader", leader_usage, timeout, CALL_TIMEOUT_MS_DEFAULT, &tmo);
+	if (rc)
+		return rc;
+	api = api_addr(api);
+	rc = api_call(api, "GET", "/v1/leader", tmo, &l);
+	if (rc)
+		return rc;
+	known = json_is_string(json_object_get(l, "node"));
+	if (json) {
+		rc = print_json(l);
+	} else if (known) {
+		char node[GOSSIP_NAME_MAX + 1], region[64];
+
+		sanitize(jstr(l, "node"), node, sizeof(node));
+		sanitize(jstr(l, "region"), region, sizeof(region));
+		printf("%s (%s), term %lld, since %s, backend %s%s\n", node, region,
+		       (long long)json_integer_value(json_object_get(l, "term")), jstr(l, "since"),
+		       jstr(l, "backend"), json_is_true(json_object_get(l, "self")) ?
+		       " (this node)" : "");
+	} else {
+		fprintf(stderr, "meridian: no leader known (backend %s; this node: %s)\n",
+			jstr(l, "backend"), jstr(l, "role"));
+	}
+	json_decref(l);
+	rc = output_done(rc);
+	return rc ? rc : known ? EXIT_OK_ : EXIT_UNAVAILABLE;
+}
+
+/* ---- meridian watch ---- */
+
+static const char watch_usage[] =
+	"usage: meridian watch [--json] [--types T[,T...]] [--api ADDR] [--timeout D]\n";
+
+static const char watch_help[] =
+	"\n"
+	"Streams the local agent's events until interrupted (GET /v1/events): member\n"
+	"events (join, update, suspect, alive, failed, left, reap) and leader events\n"
+	"(the known leader changed; the first one says who leads now).  One line per\n"
+	"event; with --json the event's JSON object.  Exits 3 when the agent closes the\n"
+	"stream (it stopped), 1 when it cut this watcher off (too slow to read).\n"
+	"\n"
+	"  --types T      only these types, comma-separated: member, leader\n"
+	"  --json         one JSON object per line\n"
+	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
+	"  --timeout D    how long to wait for the agent to answer (default 10s)\n";
+
+#define WATCH_BUF_MAX (1024 * 1024)
+
+struct watch {
+	bool json;
+	bool cut;                     /* the agent sent an error event */
+	char *buf;                    /* an event not yet complete */
+	size_t len;
+};
+
+static void watch_print(struct watch *w, const char *type, json_t *ev)
+{
+	char a[GOSSIP_NAME_MAX + 1], b[64], c[64];
+
+	if (w->json) {
+		char *s = json_dumps(ev, JSON_COMPACT | JSON_PRESERVE_ORDER);
+
+		if (s)
+			puts(s);
+		free(s);
+	} else if (strcmp(type, "leader") == 0) {
+		if (json_is_string(json_object_get(ev, "node"))) {
+			sanitize(jstr(ev, "node"), a, sizeof(a));
+			sanitize(jstr(ev, "region"), b, sizeof(b));
+			printf("%s leader %s (%s) term %lld%s\n", jstr(ev, "time"), a, b,
+			       (long long)json_integer_value(json_object_get(ev, "term")),
+			       json_is_true(json_object_get(ev, "self")) ? " (this node)" : "");
+		} else {
+			printf("%s leader none\n", jstr(ev, "time"));
+		}
+	} else if (strcmp(type, "member") == 0) {
+		sanitize(jstr(ev, "node"), a, sizeof(a));
+		sanitize(jstr(ev, "region"), b, sizeof(b));
+		sanitize(jstr(ev, "event"), c, sizeof(c));
+		printf("%s member %s (%s, %s) %s\n", jstr(ev, "time"), a, b, jstr(ev, "addr"), c);
+	} else if (strcmp(type, "error") == 0) {
+		sanitize(jstr(ev, "reason"), a, sizeof(a));
+		fprintf(stderr, "meridian: the agent ended the stream: %s\n", a);
+	} else {
+		char *s = json_dumps(ev, JSON_COMPACT);
+
+		sanitize(type, a, sizeof(a));
+		printf("%s %s %s\n", jstr(ev, "time"), a, s ? s : "");
+		free(s);
+	}
+	fflush(stdout);
+}
+
+/* One whole SSE event: "event:" and "data:" lines; comments ignored. */
+static void watch_event(struct watch *w, char *text)
+{
+	char type[32] = "message";
+	const char *data = NULL;
+	json_t *ev;
+
+	for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "event: ", 7) == 0)
+			snprintf(type, sizeof(type), "%s", line + 7);
+		else if (strncmp(line, "data: ", 6) == 0)
+			data = line + 6;
+	}
+	if (data == NULL)
+		return;
+	ev = json_loads(data, 0, NULL);
+	if (!json_is_object(ev)) {
+		fprintf(stderr, "meridian: skipping an event that is not a JSON object\n");
+		json_decref(ev);
+		return;
+	}
+	if (strcmp(type, "error") == 0)
+		w->cut = true;
+	watch_print(w, type, ev);
+	json_decref(ev);
+}
+
+static int watch_chunk(void *ctx, const char *data, size_t len)
+{
+	struct watch *w = ctx;
+	char *end;
+
+	if (w->len + len + 1 > WATCH_BUF_MAX) {
+		fprintf(stderr, "meridian: an event larger than %d bytes: giving up\n",
+			WATCH_BUF_MAX);
+		return -EMSGSIZE;
+	}
+	memcpy(w->buf + w->len, data, len);
+	w->len += len;
+	w->buf[w->len] = '\0';
+	while ((end = strstr(w->buf, "\n\n")) != NULL) {
+		size_t n = (size_t)(end - w->buf) + 2;
+
+		*end = '\0';
+		watch_event(w, w->buf);
+		memmove(w->buf, w->buf + n, w->len - n + 1);
+		w->len -= n;
+	}
+	return ferror(stdout) ? -EPIPE : 0;
+}
+
+int cmd_watch(int argc, char **argv)
+{
+	const char *api = NULL, *timeout = NULL, *types = NULL;
+	bool help = false;
+	struct watch w = { 0 };
+	const struct flag flags[] = {
+		{ "api", FLAG_STRING, &api },
+		{ "json", FLAG_BOOL, &w.json },
+		{ "types", FLAG_STRING, &types },
+		{ "timeout", FLAG_STRING, &timeout },
+	};
+	char path[256], enc[192];
+	struct http_reply r;
+	int rc, tmo;
+
+	rc = cli_flags("watch", watch_usage, argc, argv, flags, NFLAGS(flags), &help);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s%s", watch_usage, watch_help);
+		return EXIT_OK_;
+	}
+	rc = timeout_get("watch", watch_usage, timeout, CALL_TIMEOUT_MS_DEFAULT, &tmo);
+	if (rc)
+		return rc;
+	snprintf(path, sizeof(path), "/v1/events");
+	if (types) {
+		if (url_encode(types, enc, sizeof(enc)) != 0) {
+			fprintf(stderr, "meridian watch: --types is too long\n%s", watch_usage);
+			return EXIT_USAGE;
+		}
+		snprintf(path, sizeof(path), "/v1/events?types=%s", enc);
+	}
+	w.buf = malloc(WATCH_BUF_MAX);
+	if (w.buf == NULL) {
+		fprintf(stderr, "meridian: out of memory\n");
+		return EXIT_REMOTE_ERROR;
+	}
+	api = api_addr(api);
+	/* Quiet is fine: the agent sends a keepalive every 15 s, so 60 s of
+	 * silence means it is gone. */
+	rc = http_call_stream(api, "GET", path, NULL, 0, tmo, 60000, watch_chunk, &w, &r);
+	free(w.buf);
+	if (rc < 0 && r.status == 0)
+		return report_call_error(api, rc, tmo);
+	if (r.status / 100 != 2) {
+		rc = report_http_error(api, &r);
+		http_reply_free(&r);
+		return rc;
+	}
+	http_reply_free(&r);
+	if (w.cut)
+		return EXIT_REMOTE_ERROR;
+	if (rc == -EPIPE)
+		return EXIT_OK_;
+	fprintf(stderr, "meridian: the agent at %s closed the event stream%s\n", api,
+		rc == -ETIMEDOUT ? " (silent for 60 s)" : "");
+	return rc == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_UNAVAILABLE;
 }

@@ -74,6 +74,19 @@ static const char usage_text[] =
 "  --rpc-upstream URL       send other RPC methods to http://127.0.0.1:PORT/path\n"
 "  --rpc-max-inflight N     RPCs served and made at once (1024; 1 to 65536)\n"
 "  --drain-timeout D        on leave, wait this long for RPCs in flight (5s)\n"
+"  --primary-database-url U the writable primary, a libpq URL (PRIMARY_DATABASE_URL)\n"
+"  --database-url U         this region's read replica (DATABASE_URL)\n"
+"  --election B             leader election backend: postgres (a lease row in the\n"
+"                           primary database; the default when one is given) or\n"
+"                           gossip (no database; not partition-safe)\n"
+"  --lease D                postgres lease length, by the server's clock (5s)\n"
+"  --lease-renew D          the leader renews, and followers poll, this often (1s)\n"
+"  --lease-guard D          a leader whose renewals fail steps down this long\n"
+"                           before its lease could expire at the server (1s)\n"
+"  --lease-name NAME        the lease row's key, one per cluster (meridian)\n"
+"  --on-leader COMMAND      run `/bin/sh -c COMMAND` while this node leads, with\n"
+"                           MERIDIAN_TERM and MERIDIAN_NODE set; SIGTERM when it\n"
+"                           stops leading\n"
 "  --log-level L            debug, info, notice (default), warning, error\n"
 "  --log-format F           text (default) or json (JSON lines with \"severity\")\n"
 "  --dev                    single node on loopback with a throw-away secret:\n"
@@ -88,11 +101,14 @@ static const char usage_text[] =
 "Environment:\n"
 "  MERIDIAN_NODE, MERIDIAN_BIND, MERIDIAN_ADVERTISE, MERIDIAN_API, MERIDIAN_JOIN\n"
 "                           (comma-separated), MY_REGION, FLY_REGION, PRIMARY_REGION,\n"
-"                           MERIDIAN_SECRET, MERIDIAN_SECRET_FILE: as above.\n"
+"                           MERIDIAN_SECRET, MERIDIAN_SECRET_FILE, DATABASE_URL,\n"
+"                           PRIMARY_DATABASE_URL: as above.\n"
 "\n"
 "Tags set by the agent: region, primary_region, version (" MERIDIAN_VERSION "),\n"
 "proto_min, proto_max, and leaving=1 while it shuts down (room for it is kept\n"
-"free: ten --tag pairs at most).  Exit status: 0 after a graceful leave, 1 when the\n"
+"free: ten --tag pairs at most).  --tag priority=N (0 to 1000000, default 0)\n"
+"orders the gossip election: the lowest (priority, name) of the primary region\n"
+"leads.  Exit status: 0 after a graceful leave, 1 when the\n"
 "agent cannot start (address in use) or a second signal cut the leave short,\n"
 "2 for usage and configuration errors.\n";
 
@@ -238,6 +254,8 @@ struct raw {
 	const char *probe_interval, *probe_timeout, *suspicion_mult, *gossip_interval;
 	const char *gossip_nodes, *pushpull_interval, *reconnect_interval, *reconnect_timeout;
 	const char *leave_timeout, *drain_timeout, *rpc_upstream, *rpc_max_inflight;
+	const char *primary_database_url, *database_url, *election, *lease, *lease_renew;
+	const char *lease_guard, *lease_name, *on_leader;
 	const char *handler_v[RPC_HANDLERS_MAX];
 	struct flag_list handlers;
 	const char *join_v[CONFIG_SEEDS_MAX];
@@ -279,6 +297,14 @@ static int raw_parse(struct config *c, struct raw *r, int argc, char **argv)
 		{ "rpc-upstream", FLAG_STRING, &r->rpc_upstream },
 		{ "rpc-max-inflight", FLAG_STRING, &r->rpc_max_inflight },
 		{ "drain-timeout", FLAG_STRING, &r->drain_timeout },
+		{ "primary-database-url", FLAG_STRING, &r->primary_database_url },
+		{ "database-url", FLAG_STRING, &r->database_url },
+		{ "election", FLAG_STRING, &r->election },
+		{ "lease", FLAG_STRING, &r->lease },
+		{ "lease-renew", FLAG_STRING, &r->lease_renew },
+		{ "lease-guard", FLAG_STRING, &r->lease_guard },
+		{ "lease-name", FLAG_STRING, &r->lease_name },
+		{ "on-leader", FLAG_STRING, &r->on_leader },
 		{ "log-level", FLAG_STRING, &r->log_level },
 		{ "log-format", FLAG_STRING, &r->log_format },
 		{ "dev", FLAG_BOOL, &r->dev },
@@ -328,7 +354,12 @@ static int numbers_parse(struct config *c, const struct raw *r, struct overrides
 	    duration_flag(c, "leave-timeout", r->leave_timeout, CONFIG_LEAVE_TIMEOUT_MS_MAX,
 			  &c->leave_timeout_ms) ||
 	    duration_flag(c, "drain-timeout", r->drain_timeout, CONFIG_DRAIN_TIMEOUT_MS_MAX,
-			  &c->drain_timeout_ms))
+			  &c->drain_timeout_ms) ||
+	    duration_flag(c, "lease", r->lease, CONFIG_LEASE_MS_MAX, &c->lease_ms) ||
+	    duration_flag(c, "lease-renew", r->lease_renew, CONFIG_LEASE_MS_MAX,
+			  &c->lease_renew_ms) ||
+	    duration_flag(c, "lease-guard", r->lease_guard, CONFIG_LEASE_MS_MAX,
+			  &c->lease_guard_ms))
 		return -EINVAL;
 	if (r->rpc_max_inflight &&
 	    count_parse(r->rpc_max_inflight, 1, CONFIG_RPC_INFLIGHT_MAX, &c->rpc_max_inflight) != 0)
@@ -497,6 +528,7 @@ static int tags_build(struct config *c, const struct raw *r)
 	 * too, and room for it is kept free. */
 	static const char *const reserved[] = { "region", "primary_region", "version",
 						"proto_min", "proto_max", "leaving" };
+	uint32_t priority;
 	struct gossip_tags *t = &c->gossip.tags;
 	char pmin[16], pmax[16];
 
@@ -537,6 +569,54 @@ static int tags_build(struct config *c, const struct raw *r)
 					   "up to %d printable characters", tag,
 					   GOSSIP_TAG_KEY_MAX, GOSSIP_TAG_VALUE_MAX);
 	}
+	if (gossip_tags_get(t, CONFIG_PRIORITY_TAG)) {
+		const char *v = gossip_tags_get(t, CONFIG_PRIORITY_TAG);
+
+		if (count_parse(v, 0, CONFIG_PRIORITY_MAX, &priority) != 0)
+			return usage_error(c, "--tag %s=%s: the priority is a number from 0 to %u "
+					   "(lower leads first)", CONFIG_PRIORITY_TAG, v,
+					   CONFIG_PRIORITY_MAX);
+		c->priority = priority;
+	}
+	return 0;
+}
+
+/* Databases and the election: which backend, and a lease whose timing
+ * keeps the leader's step-down ahead of the server's expiry. */
+static int election_parse(struct config *c, const struct raw *r, const struct config_env *env)
+{
+	const char *name = r->lease_name ? r->lease_name : "meridian";
+
+	c->primary_database_url = r->primary_database_url ? r->primary_database_url :
+				  env_get(env, "PRIMARY_DATABASE_URL");
+	c->database_url = r->database_url ? r->database_url : env_get(env, "DATABASE_URL");
+	c->election = c->primary_database_url ? CONFIG_ELECTION_POSTGRES : CONFIG_ELECTION_GOSSIP;
+	if (r->election && strcmp(r->election, "gossip") == 0) {
+		c->election = CONFIG_ELECTION_GOSSIP;
+	} else if (r->election && strcmp(r->election, "postgres") == 0) {
+		if (c->primary_database_url == NULL)
+			return usage_error(c, "--election postgres needs the primary database: "
+					   "--primary-database-url or PRIMARY_DATABASE_URL");
+		c->election = CONFIG_ELECTION_POSTGRES;
+	} else if (r->election) {
+		return usage_error(c, "--election: \"%s\" is not gossip or postgres", r->election);
+	}
+	if (c->lease_guard_ms >= c->lease_ms)
+		return usage_error(c, "--lease-guard (%llu ms) must be shorter than --lease "
+				   "(%llu ms)", (unsigned long long)c->lease_guard_ms,
+				   (unsigned long long)c->lease_ms);
+	if (c->lease_renew_ms >= c->lease_ms - c->lease_guard_ms)
+		return usage_error(c, "--lease-renew (%llu ms) must be shorter than --lease less "
+				   "--lease-guard (%llu ms): a leader must renew before it has to "
+				   "step down", (unsigned long long)c->lease_renew_ms,
+				   (unsigned long long)(c->lease_ms - c->lease_guard_ms));
+	if (strlen(name) > CONFIG_LEASE_NAME_MAX || !config_node_name_valid(name))
+		return usage_error(c, "--lease-name: \"%s\" is not 1 to %d of A-Z a-z 0-9 . _ -",
+				   name, CONFIG_LEASE_NAME_MAX);
+	memcpy(c->lease_name, name, strlen(name) + 1);
+	if (r->on_leader && r->on_leader[0] == '\0')
+		return usage_error(c, "--on-leader: the command is empty");
+	c->on_leader = r->on_leader;
 	return 0;
 }
 
@@ -656,6 +736,9 @@ int config_parse(struct config *c, int argc, char **argv, const struct config_en
 	c->leave_timeout_ms = CONFIG_LEAVE_TIMEOUT_MS_DEFAULT;
 	c->drain_timeout_ms = CONFIG_DRAIN_TIMEOUT_MS_DEFAULT;
 	c->rpc_max_inflight = CONFIG_RPC_INFLIGHT_DEFAULT;
+	c->lease_ms = CONFIG_LEASE_MS_DEFAULT;
+	c->lease_renew_ms = CONFIG_LEASE_RENEW_MS_DEFAULT;
+	c->lease_guard_ms = CONFIG_LEASE_GUARD_MS_DEFAULT;
 	c->log_level = LOG_NOTICE;
 	c->log_format = LOG_FORMAT_TEXT;
 	if (env == NULL)
@@ -688,6 +771,8 @@ int config_parse(struct config *c, int argc, char **argv, const struct config_en
 		rc = addresses_parse(c, &r, env);
 	if (rc == 0)
 		rc = rpc_parse(c, &r);
+	if (rc == 0)
+		rc = election_parse(c, &r, env);
 	if (rc)
 		return rc;
 

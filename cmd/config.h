@@ -36,6 +36,17 @@
 #define CONFIG_DRAIN_TIMEOUT_MS_MAX (3600 * 1000)
 #define CONFIG_RPC_INFLIGHT_DEFAULT 1024
 #define CONFIG_RPC_INFLIGHT_MAX 65536
+#define CONFIG_LEASE_MS_DEFAULT 5000
+#define CONFIG_LEASE_RENEW_MS_DEFAULT 1000
+#define CONFIG_LEASE_GUARD_MS_DEFAULT 1000
+#define CONFIG_LEASE_MS_MAX (3600 * 1000)
+#define CONFIG_LEASE_NAME_MAX 63
+#define CONFIG_PRIORITY_MAX 1000000
+#define CONFIG_PRIORITY_TAG "priority"   /* lower leads first (gossip election) */
+
+/* Election backends (values of election/election.h's enum). */
+#define CONFIG_ELECTION_GOSSIP 0
+#define CONFIG_ELECTION_POSTGRES 1
 
 /* config_parse() met -h or --help: print config_usage(), exit 0. */
 #define CONFIG_HELP 1
@@ -85,6 +96,20 @@ struct config {
 	const char *rpc_upstream;               /* --rpc-upstream; NULL: none */
 	uint32_t rpc_max_inflight;              /* --rpc-max-inflight (1024) */
 	uint64_t drain_timeout_ms;              /* --drain-timeout (5s) */
+
+	/* Databases and leader election.  The backend is postgres when a
+	 * primary database is configured, gossip otherwise, unless
+	 * --election says which. */
+	const char *primary_database_url;       /* --primary-database-url,
+						   PRIMARY_DATABASE_URL; NULL: none */
+	const char *database_url;               /* --database-url, DATABASE_URL */
+	int election;                           /* CONFIG_ELECTION_* */
+	uint64_t lease_ms;                      /* --lease (5s) */
+	uint64_t lease_renew_ms;                /* --lease-renew (1s) */
+	uint64_t lease_guard_ms;                /* --lease-guard (1s) */
+	char lease_name[CONFIG_LEASE_NAME_MAX + 1];   /* --lease-name (meridian) */
+	uint32_t priority;                      /* --tag priority=N (0) */
+	const char *on_leader;                  /* --on-leader COMMAND; NULL: none */
 
 	/* The cluster key, derived from the secret (which is not kept). */
 	uint8_t key[SEAL_KEY_BYTES];

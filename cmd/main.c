@@ -24,6 +24,8 @@ static const struct command commands[] = {
 	{ "members", cmd_members, "list the cluster's members as the local agent sees them" },
 	{ "info", cmd_info, "show this node: name, region, primary region, leader" },
 	{ "rpc", cmd_rpc, "run a method on a node of a region (--region R, --primary, --node N)" },
+	{ "leader", cmd_leader, "show the leader of the primary region and its term" },
+	{ "watch", cmd_watch, "stream membership and leader events" },
 	{ "leave", cmd_leave, "ask the local agent to leave gracefully and exit" },
 	{ "keygen", cmd_keygen, "print a new random cluster secret" },
 	{ "version", cmd_version, "print the version and protocol range" },
@@ -78,6 +80,9 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "--version") == 0)
 		return cmd_version(1, argv + 1);
+	/* Internal, not listed: how the agent starts its --on-leader command. */
+	if (strcmp(argv[1], "__on-leader") == 0)
+		return cmd_on_leader_exec(argc - 1, argv + 1);
 	c = command_find(argv[1]);
 	if (!c) {
 		fprintf(stderr, "meridian: unknown command \"%s\"\n%s", argv[1], usage_line);

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # deploy/local-cluster.sh - a multi-region Meridian cluster on loopback.
 #
-# Starts agents in three regions (iad is the primary region; fra and syd
-# are not), waits for them to converge, shows `meridian members`,
-# `meridian info` and region-targeted RPCs from fra, then keeps the cluster running until Ctrl-C (or for
-# CLUSTER_SECONDS seconds when that is set), and stops every agent it
-# started, by PID.
+# Starts a PostgreSQL primary (the election's lease lives there) and
+# agents in three regions (iad is the primary region; fra and syd are
+# not), waits for them to converge and elect a leader, shows `meridian
+# members`, `meridian info`, `meridian leader` and region-targeted RPCs
+# from fra, then keeps the cluster running until Ctrl-C (or for
+# CLUSTER_SECONDS seconds when that is set), and stops every agent and the
+# database it started, by PID.
 #
 # Agents: a1 127.0.0.1:7600 (API 7601), a2 :7610 (7611)   region iad
 #         f1 :7620 (7621), f2 :7630 (7631)                 region fra
 #         s1 :7640 (7641)                                  region syd
+#         PostgreSQL 127.0.0.1:7700 (data in $CLUSTER_DIR/pg)
 # Logs and the cluster secret: $CLUSTER_DIR (default build/local-cluster).
 #
 # Usage: local-cluster.sh PATH/TO/meridian
@@ -18,19 +21,26 @@ export MERIDIAN=${1:?usage: local-cluster.sh PATH/TO/meridian}
 here=$(cd "$(dirname "$0")" && pwd)
 export AGENTS_DIR=${CLUSTER_DIR:-$here/../build/local-cluster}
 source "$here/../scripts/lib/agents.sh"
+source "$here/../scripts/lib/pg.sh"
 agents_init
+trap 'agents_stop_all; pg_cleanup_all' EXIT
 
 secret_file=$AGENTS_DIR/secret
 [ -s "$secret_file" ] || (umask 077 && "$MERIDIAN" keygen >"$secret_file")
 export MERIDIAN_SECRET_FILE=$secret_file
 unset MERIDIAN_SECRET
 
-for port in 7600 7610 7620 7630 7640; do
+for port in 7600 7610 7620 7630 7640 7700; do
 	if [ -n "$(ss -Htuan "( sport = :$port or sport = :$((port + 1)) )")" ]; then
 		echo "local-cluster: port $port or $((port + 1)) is in use; is a cluster already running?" >&2
 		exit 2
 	fi
 done
+
+chmod 755 "$AGENTS_DIR"    # the postgres user keeps its data in it
+[ -d "$AGENTS_DIR/pg/data" ] || pg_init "$AGENTS_DIR/pg" >/dev/null
+pg_start "$AGENTS_DIR/pg" 7700 >/dev/null
+export PRIMARY_DATABASE_URL=$(pg_url 7700)
 
 agents_start a1 iad iad 127.0.0.1:7600 127.0.0.1:7601
 agents_start a2 iad iad 127.0.0.1:7610 127.0.0.1:7611 --join 127.0.0.1:7600
@@ -48,14 +58,19 @@ show() { printf '\n$ %s\n' "$*"; "$@"; }
 export MERIDIAN_API=127.0.0.1:7621
 show "$MERIDIAN" members
 show "$MERIDIAN" members --region fra --json
+leader_known() { "$MERIDIAN" leader >/dev/null 2>&1; }
+agents_wait_until 15 leader_known || echo "local-cluster: no leader elected yet" >&2
 show "$MERIDIAN" info
+show "$MERIDIAN" leader
+show "$MERIDIAN" rpc --leader ping
 show "$MERIDIAN" rpc --region iad ping
 show "$MERIDIAN" rpc --primary --json echo hello
 show "$MERIDIAN" rpc --node f1 upcase fly
 
 cat <<EOM
 
-The cluster is running: 5 agents in iad (primary), fra and syd.
+The cluster is running: 5 agents in iad (primary), fra and syd; the leader
+holds a lease in PostgreSQL at $PRIMARY_DATABASE_URL.
 Talk to any of them with MERIDIAN_API=127.0.0.1:7601 (a1) ... :7641 (s1), e.g.
   MERIDIAN_API=127.0.0.1:7641 $MERIDIAN members
 Logs: $AGENTS_DIR/*.log.  The secret: $secret_file.

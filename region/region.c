@@ -550,9 +550,12 @@ int region_choose(const struct region_table *t, const struct region_target *targ
 		return choose_region(t, region_primary(t), true, rng_bits, exclude, nexclude,
 				     out);
 	case REGION_TARGET_LEADER:
-		return fail(out, REGION_ERR_NO_LEADER, "no leader: leader election is not "
-			    "available in this version; target the primary region (--primary) "
-			    "or a region (--region R) instead");
+		/* The caller names the leader it knows (cmd/elect.h); the
+		 * table only checks that it can take the call. */
+		if (!target->name)
+			return fail(out, REGION_ERR_NO_LEADER, "no leader is known yet: none "
+				    "elected, or the news has not reached this node");
+		return choose_node(t, target->name, exclude, nexclude, out);
 	case REGION_TARGET_NODE:
 		if (!target->name)
 			break;

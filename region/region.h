@@ -191,13 +191,14 @@ void region_stats_get(const struct region_table *t, struct region_stats *out);
 enum region_target_kind {
 	REGION_TARGET_REGION,    /* any node of region @name */
 	REGION_TARGET_PRIMARY,   /* any node of this node's primary region */
-	REGION_TARGET_LEADER,    /* the elected leader (not available yet) */
+	REGION_TARGET_LEADER,    /* the elected leader, named by the caller */
 	REGION_TARGET_NODE,      /* the node named @name */
 };
 
 struct region_target {
 	enum region_target_kind kind;
-	const char *name;        /* region or node name; NULL for PRIMARY and LEADER;
+	const char *name;        /* region or node name (for LEADER: the leader the
+				    caller knows, NULL when none); NULL for PRIMARY;
 				    not copied, read during the call only */
 };
 
@@ -211,7 +212,7 @@ enum region_err {
 	REGION_ERR_NO_NODES = -4003,         /* known, but no alive, non-leaving node */
 	REGION_ERR_NO_SUCH_NODE = -4004,     /* no member of that name (or invalid name) */
 	REGION_ERR_NODE_UNAVAILABLE = -4005, /* it is suspect, failed, left or leaving */
-	REGION_ERR_NO_LEADER = -4006,        /* no leader election yet */
+	REGION_ERR_NO_LEADER = -4006,        /* no leader known */
 	REGION_ERR_EXHAUSTED = -4007,        /* candidates exist, every one already tried */
 	REGION_ERR_BAD_TARGET = -4008,       /* unknown kind, or a missing name */
 };
@@ -250,7 +251,7 @@ struct region_choice {
  * not leaving; else the best remote candidate; else REGION_ERR_BAD_REGION,
  * _NO_SUCH_REGION, _NO_NODES or _EXHAUSTED.  NODE: local when it is us;
  * else REGION_ERR_NO_SUCH_NODE, _NODE_UNAVAILABLE or _EXHAUSTED.  LEADER:
- * always REGION_ERR_NO_LEADER for now.  A missing name or unknown kind:
+ * REGION_ERR_NO_LEADER without a name, else as NODE.  A missing name or unknown kind:
  * REGION_ERR_BAD_TARGET.
  *
  * Returns 0 with @out->member set (and @out->local when the call is to

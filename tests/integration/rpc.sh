@@ -8,7 +8,7 @@
 # other method 404).  From
 # f1: --region iad answers from a1 or a2; --primary echo; --region fra
 # runs locally; --node f1 upcase; no_such_method from f2 naming it and its
-# version; no_such_region; no_leader; a slow handler killed at the
+# version; no_such_region; --leader reaches a1; a slow handler killed at the
 # deadline (exit 4); POST /v1/rpc with curl; the RPC metrics; SIGTERM of
 # a2 while a slow call runs on it: the call completes, a new one is
 # refused as unavailable while --region iad goes to a1, a2 exits 0;
@@ -126,9 +126,13 @@ rpc_from f1 --region syd ping
 check "rpc --region syd: exit 3 no_such_region ($RPC_RC, $RPC_ERR)" bash -c \
 	'[ "$0" = 3 ] && grep -q "^meridian rpc: no_such_region: .*syd" <<<"$1"' "$RPC_RC" "$RPC_ERR"
 
+# The gossip election (no database): the lowest name of the primary region.
+leader_is_a1() { [ "$("$MERIDIAN" leader --api "${AGENT_API[f1]}" --json | jq -r .node)" = a1 ]; }
+check "f1 learns that a1 leads (gossip election)" agents_wait_until 10 leader_is_a1
 rpc_from f1 --leader ping
-check "rpc --leader: exit 3 no_leader ($RPC_RC, $RPC_ERR)" bash -c \
-	'[ "$0" = 3 ] && grep -q "^meridian rpc: no_leader: " <<<"$1"' "$RPC_RC" "$RPC_ERR"
+node=$(jq -r .node <<<"$RPC_OUT" 2>/dev/null || true)
+check "rpc --leader ping from f1 answers from a1 (rc $RPC_RC, $RPC_OUT)" \
+	test "$RPC_RC:$node" = "0:a1"
 
 rpc_from f1 --node nobody ping
 check "rpc --node nobody: exit 3 no_such_node ($RPC_RC, $RPC_ERR)" bash -c \

@@ -995,6 +995,65 @@ START_TEST(rpc_flags)
 }
 END_TEST
 
+START_TEST(election_backend_and_lease)
+{
+	struct fake_env e = { 0 };
+	struct config c;
+	int rc;
+
+	rc = parse_s(&c, &e, "--node", "n", NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(c.election, CONFIG_ELECTION_GOSSIP);
+	ck_assert_uint_eq(c.lease_ms, 5000);
+	ck_assert_uint_eq(c.lease_renew_ms, 1000);
+	ck_assert_uint_eq(c.lease_guard_ms, 1000);
+	ck_assert_str_eq(c.lease_name, "meridian");
+	ck_assert_ptr_null(c.on_leader);
+
+	/* A primary database makes postgres the default; the flag wins. */
+	env_set(&e, "PRIMARY_DATABASE_URL", "postgresql://db/app");
+	env_set(&e, "DATABASE_URL", "postgresql://replica/app");
+	rc = parse_s(&c, &e, "--node", "n", NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(c.election, CONFIG_ELECTION_POSTGRES);
+	ck_assert_str_eq(c.primary_database_url, "postgresql://db/app");
+	ck_assert_str_eq(c.database_url, "postgresql://replica/app");
+	rc = parse_s(&c, &e, "--node", "n", "--election", "gossip", "--primary-database-url",
+		     "postgresql://other/app", NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(c.election, CONFIG_ELECTION_GOSSIP);
+	ck_assert_str_eq(c.primary_database_url, "postgresql://other/app");
+	rc = parse_s(&c, &e, "--node", "n", "--lease", "10s", "--lease-renew", "2s",
+		     "--lease-guard", "3s", "--lease-name", "app-1", "--on-leader", "run it",
+		     "--tag", "priority=7", NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(c.lease_ms, 10000);
+	ck_assert_uint_eq(c.lease_renew_ms, 2000);
+	ck_assert_uint_eq(c.lease_guard_ms, 3000);
+	ck_assert_str_eq(c.lease_name, "app-1");
+	ck_assert_str_eq(c.on_leader, "run it");
+	ck_assert_uint_eq(c.priority, 7);
+
+	e = (struct fake_env){ 0 };
+	rc = parse_s(&c, &e, "--node", "n", "--election", "postgres", NULL);
+	assert_usage_error(&c, rc, "--election postgres needs the primary database");
+	rc = parse_s(&c, &e, "--node", "n", "--election", "raft", NULL);
+	assert_usage_error(&c, rc, "--election: \"raft\"");
+	rc = parse_s(&c, &e, "--node", "n", "--lease", "1s", NULL);
+	assert_usage_error(&c, rc, "--lease-guard (1000 ms) must be shorter than --lease");
+	rc = parse_s(&c, &e, "--node", "n", "--lease", "3s", "--lease-renew", "2s", NULL);
+	assert_usage_error(&c, rc, "--lease-renew (2000 ms) must be shorter");
+	rc = parse_s(&c, &e, "--node", "n", "--lease-name", "a b", NULL);
+	assert_usage_error(&c, rc, "--lease-name");
+	rc = parse_s(&c, &e, "--node", "n", "--on-leader", "", NULL);
+	assert_usage_error(&c, rc, "--on-leader");
+	rc = parse_s(&c, &e, "--node", "n", "--tag", "priority=x", NULL);
+	assert_usage_error(&c, rc, "priority is a number");
+	rc = parse_s(&c, &e, "--node", "n", "--tag", "priority=1000001", NULL);
+	assert_usage_error(&c, rc, "priority is a number");
+}
+END_TEST
+
 START_TEST(usage_lists_every_flag)
 {
 	static const char *const all[] = {
@@ -1002,7 +1061,9 @@ START_TEST(usage_lists_every_flag)
 		"secret-file", "profile", "probe-interval", "probe-timeout", "suspicion-mult",
 		"gossip-interval", "gossip-nodes", "pushpull-interval", "reconnect-interval",
 		"reconnect-timeout", "tag", "leave-timeout", "handler", "rpc-upstream",
-		"rpc-max-inflight", "drain-timeout", "log-level", "log-format", "dev", "help",
+		"rpc-max-inflight", "drain-timeout", "primary-database-url", "database-url",
+		"election", "lease", "lease-renew", "lease-guard", "lease-name", "on-leader",
+		"log-level", "log-format", "dev", "help",
 	};
 	const char *u = config_usage();
 	struct fake_env e = { 0 };
@@ -1132,6 +1193,7 @@ int main(void)
 	tcase_add_test(tc, profile_overrides);
 	tcase_add_test(tc, command_line_errors);
 	tcase_add_test(tc, rpc_flags);
+	tcase_add_test(tc, election_backend_and_lease);
 	tcase_add_test(tc, usage_lists_every_flag);
 	tcase_add_test(tc, flags_module);
 	suite_add_tcase(s, tc);

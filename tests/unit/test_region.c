@@ -755,7 +755,15 @@ START_TEST(test_leader_and_errors)
 			 REGION_ERR_NO_LEADER);
 	ck_assert_ptr_null(c.member);
 	ck_assert_str_eq(region_err_name(REGION_ERR_NO_LEADER), "no_leader");
-	ck_assert_ptr_nonnull(strstr(c.message, "leader election is not available"));
+	ck_assert_ptr_nonnull(strstr(c.message, "no leader is known"));
+	/* A named leader is chosen as a node is: here, or remote. */
+	ck_assert_int_eq(choose(t, REGION_TARGET_LEADER, fakenet_name(f, 0), 0, NULL, 0, &c), 0);
+	ck_assert(c.local);
+	ck_assert_int_eq(choose(t, REGION_TARGET_LEADER, fakenet_name(f, 1), 0, NULL, 0, &c), 0);
+	ck_assert(!c.local);
+	ck_assert_str_eq(c.member->name, fakenet_name(f, 1));
+	ck_assert_int_eq(choose(t, REGION_TARGET_LEADER, "gone", 0, NULL, 0, &c),
+			 REGION_ERR_NO_SUCH_NODE);
 	ck_assert_int_eq(region_choose(t, &none, 0, NULL, 0, &c), REGION_ERR_BAD_TARGET);
 	ck_assert_int_eq(region_choose(t, NULL, 0, NULL, 0, &c), REGION_ERR_BAD_TARGET);
 	ck_assert_str_eq(region_err_name(REGION_ERR_BAD_TARGET), "bad_target");
