@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tests/integration/pg_unit.sh - runs Check test binaries that need a real
-# PostgreSQL (test_pgconn, test_lease_pg) against a throwaway server.
+# PostgreSQL (test_pgconn, test_lease_pg, test_pool) against a throwaway
+# server.
 #
 #   bash pg_unit.sh TEST_BINARY...
 #
