@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cmd/commands.h"
@@ -39,15 +40,28 @@
 #include "lib/log.h"
 #include "region/region.h"
 
-#define HOOK_KILL_MS 5000          /* SIGTERM, then SIGKILL this much later */
 #define PEERS_MAX 65536
 
+struct elect;
+
+/*
+ * One --on-leader run.  The agent starts `meridian __on-leader CMD` (the
+ * shim, cmd_on_leader_exec() below) as the leader of a new session; the
+ * shim runs `/bin/sh -c CMD` in its process group and stays its parent.
+ * Stopping sends SIGTERM to the shim, which passes it to the whole group,
+ * and SIGKILL to the group after the grace (--lease-guard): by then the
+ * lease the leadership rested on may be about to expire at the server.
+ * The kernel sends the shim SIGTERM when the agent dies (PR_SET_PDEATHSIG),
+ * and the shim escalates to SIGKILL on its own after the same grace, so a
+ * duty never outlives a kill -9'd agent, whatever CMD forks.
+ */
 struct hook {
 	uv_process_t proc;
 	uv_timer_t kill_timer;
+	struct elect *owner;          /* NULL once the owner no longer tracks it */
 	uint64_t term;
 	int handles;                  /* open handles; freed at 0 */
-	bool exited;
+	bool exited, stopping;
 };
 
 struct elect {
@@ -56,23 +70,35 @@ struct elect {
 	struct lease_pg *lease;
 	uv_timer_t timer;             /* the machine's next deadline */
 	uv_timer_t view_timer;        /* rebuild the view on the next turn */
-	uv_timer_t leave_timer;       /* bounds the wait for the release */
+	uv_timer_t leave_timer;       /* bounds each step of the leave */
+	uv_timer_t fail_timer;        /* answers a lease request that could not start */
 	struct election_peer *peers;
 	char (*names)[GOSSIP_NAME_MAX + 1];
 	size_t peers_cap;
-	bool view_pending, leader_dirty, leaving, leave_waited, closing;
+	bool view_pending, join_pending, leader_dirty, closing;
+	bool leaving, leave_handed, leave_waited;
 	int handles;                  /* open timers; freed at 0 after close */
+	struct election_lease_result failed;   /* for fail_timer */
 	/* the leader last logged and published */
 	char said_name[ELECTION_NAME_MAX + 1];
 	uint64_t said_term;
 	uint64_t since_wall;          /* when we began leading (wall ms) */
-	struct hook *hook;            /* the running --on-leader, if any */
+	struct hook *hook;            /* the --on-leader of this leadership, running
+					 or stopping; NULL when none */
 	uint64_t announce_bad, hooks_started, hooks_failed;
 };
+
+static void elect_hand_off(struct elect *x);
 
 static uint64_t now_ms(struct elect *x)
 {
 	return uv_now(x->env.loop);
+}
+
+/* The grace a stopping hook gets before SIGKILL. */
+static uint32_t hook_grace_ms(const struct elect *x)
+{
+	return (uint32_t)x->env.cfg->lease_guard_ms;
 }
 
 /* ------------------------------------------------------------------ */
@@ -90,18 +116,26 @@ static void hook_handle_closed(uv_handle_t *h)
 static void hook_exited(uv_process_t *p, int64_t status, int sig)
 {
 	struct hook *k = p->data;
+	struct elect *x = k->owner;
 
 	k->exited = true;
 	if (sig)
 		LOG(LOG_NOTICE, "election", "--on-leader (term %llu) ended by signal %d",
 		    (unsigned long long)k->term, sig);
 	else
-		LOG(status ? LOG_WARNING : LOG_NOTICE, "election",
-		    "--on-leader (term %llu) exited with status %lld",
-		    (unsigned long long)k->term, (long long)status);
+		LOG(status && !k->stopping ? LOG_WARNING : LOG_NOTICE, "election",
+		    "--on-leader (term %llu) exited with status %lld%s",
+		    (unsigned long long)k->term, (long long)status,
+		    k->stopping ? "" : " while this node still leads; it is not restarted");
 	uv_timer_stop(&k->kill_timer);
 	uv_close((uv_handle_t *)&k->kill_timer, hook_handle_closed);
 	uv_close((uv_handle_t *)&k->proc, hook_handle_closed);
+	if (x && x->hook == k) {
+		x->hook = NULL;
+		/* A leave was waiting for the duty to stop: hand off now. */
+		if (x->leaving && !x->leave_handed)
+			elect_hand_off(x);
+	}
 }
 
 static void hook_kill_fired(uv_timer_t *t)
@@ -109,29 +143,56 @@ static void hook_kill_fired(uv_timer_t *t)
 	struct hook *k = t->data;
 
 	if (!k->exited) {
-		LOG(LOG_WARNING, "election", "--on-leader (term %llu) still runs %d ms after "
-		    "SIGTERM: SIGKILL", (unsigned long long)k->term, HOOK_KILL_MS);
+		LOG(LOG_WARNING, "election", "--on-leader (term %llu) still runs after SIGTERM "
+		    "and the grace: SIGKILL to its process group",
+		    (unsigned long long)k->term);
 		uv_kill(-k->proc.pid, SIGKILL);
 	}
 }
 
-/* Terminates the hook's process group; it is freed when it has exited. */
+/* Asks the hook to stop (SIGTERM, SIGKILL after the grace).  It stays in
+ * x->hook until it has exited. */
 static void hook_stop(struct elect *x)
 {
 	struct hook *k = x->hook;
 
-	x->hook = NULL;
-	if (k == NULL || k->exited)
+	if (k == NULL || k->exited || k->stopping)
 		return;
-	uv_kill(-k->proc.pid, SIGTERM);
-	uv_timer_start(&k->kill_timer, hook_kill_fired, HOOK_KILL_MS, 0);
+	k->stopping = true;
+	uv_kill(k->proc.pid, SIGTERM);
+	uv_timer_start(&k->kill_timer, hook_kill_fired, hook_grace_ms(x), 0);
+}
+
+/* Forgets the hook (it stops on its own), e.g. when the agent closes. */
+static void hook_detach(struct elect *x)
+{
+	if (x->hook) {
+		hook_stop(x);
+		x->hook->owner = NULL;
+		x->hook = NULL;
+	}
+}
+
+/* Inherited variables the hook must not see: ours are set fresh, and the
+ * secret is not the duty's business. */
+static bool env_dropped(const char *e)
+{
+	static const char *const names[] = { "MERIDIAN_TERM=", "MERIDIAN_NODE=",
+					     "MERIDIAN_REGION=", "MERIDIAN_AGENT_PID=",
+					     "MERIDIAN_HOOK_GRACE_MS=", "MERIDIAN_SECRET=",
+					     "MERIDIAN_SECRET_FILE=" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (strncmp(e, names[i], strlen(names[i])) == 0)
+			return true;
+	return false;
 }
 
 static void hook_start(struct elect *x, uint64_t term)
 {
 	extern char **environ;
 	const struct config *cfg = x->env.cfg;
-	char exe[4096], term_s[48], node_s[96], region_s[64], parent_s[48];
+	char exe[4096], term_s[48], node_s[96], region_s[64], parent_s[48], grace_s[48];
 	size_t exelen = sizeof(exe), nenv = 0;
 	char **envp;
 	struct hook *k;
@@ -139,9 +200,10 @@ static void hook_start(struct elect *x, uint64_t term)
 
 	if (cfg->on_leader == NULL)
 		return;
+	hook_detach(x);   /* an earlier one still stopping goes on alone */
 	for (char **e = environ; *e; e++)
 		nenv++;
-	envp = calloc(nenv + 5, sizeof(*envp));
+	envp = calloc(nenv + 6, sizeof(*envp));
 	k = calloc(1, sizeof(*k));
 	if (envp == NULL || k == NULL || uv_exepath(exe, &exelen) != 0) {
 		LOG(LOG_ERROR, "election", "cannot start --on-leader: out of memory");
@@ -154,19 +216,27 @@ static void hook_start(struct elect *x, uint64_t term)
 	snprintf(node_s, sizeof(node_s), "MERIDIAN_NODE=%s", cfg->node);
 	snprintf(region_s, sizeof(region_s), "MERIDIAN_REGION=%s", cfg->region);
 	snprintf(parent_s, sizeof(parent_s), "MERIDIAN_AGENT_PID=%d", (int)getpid());
+	snprintf(grace_s, sizeof(grace_s), "MERIDIAN_HOOK_GRACE_MS=%u", hook_grace_ms(x));
 	nenv = 0;
 	for (char **e = environ; *e; e++)
-		if (strncmp(*e, "MERIDIAN_TERM=", 14) && strncmp(*e, "MERIDIAN_AGENT_PID=", 19))
+		if (!env_dropped(*e))
 			envp[nenv++] = *e;
 	envp[nenv++] = term_s;
 	envp[nenv++] = node_s;
 	envp[nenv++] = region_s;
 	envp[nenv++] = parent_s;
+	envp[nenv++] = grace_s;
 
-	/* `meridian __on-leader CMD` arms the parent-death signal, then
-	 * execs /bin/sh -c CMD (cmd/main.c). */
 	char *args[] = { exe, (char *)"__on-leader", (char *)cfg->on_leader, NULL };
+	/* Its output goes where the agent's goes: the same journal. */
+	uv_stdio_container_t stdio[3] = {
+		{ .flags = UV_IGNORE },
+		{ .flags = UV_INHERIT_FD, .data.fd = 1 },
+		{ .flags = UV_INHERIT_FD, .data.fd = 2 },
+	};
 	uv_process_options_t o = {
+		.stdio_count = 3,
+		.stdio = stdio,
 		.exit_cb = hook_exited,
 		.file = exe,
 		.args = args,
@@ -175,6 +245,7 @@ static void hook_start(struct elect *x, uint64_t term)
 	};
 
 	k->term = term;
+	k->owner = x;
 	k->proc.data = k->kill_timer.data = k;
 	rc = uv_spawn(x->env.loop, &k->proc, &o);
 	free(envp);
@@ -200,14 +271,26 @@ static void hook_start(struct elect *x, uint64_t term)
 static void lease_answer(void *ctx, const struct election_lease_result *r);
 static void elect_settle(struct elect *x);
 
+static void fail_timer_fired(uv_timer_t *t)
+{
+	struct elect *x = t->data;
+
+	lease_answer(x, &x->failed);
+}
+
 static void op_lease_request(void *ctx, enum election_lease_op op, uint64_t term)
 {
 	struct elect *x = ctx;
 	int rc = x->lease ? lease_pg_request(x->lease, op, term) : -ENOTCONN;
 
-	if (rc != 0)
-		LOG(LOG_ERROR, "election", "cannot start the lease %s: %s (internal)",
-		    election_lease_op_name(op), strerror(-rc));
+	if (rc == 0)
+		return;
+	/* The machine waits for an answer: give it a failure, later (never
+	 * from inside its own call), so it backs off and tries again. */
+	x->failed = (struct election_lease_result){ .op = op, .status = rc };
+	snprintf(x->failed.error, sizeof(x->failed.error), "cannot start the statement: %s",
+		 strerror(-rc));
+	uv_timer_start(&x->fail_timer, fail_timer_fired, 0, 0);
 }
 
 static void op_announce(void *ctx, enum election_ann_state state, uint64_t term, uint64_t since)
@@ -376,6 +459,10 @@ static void elect_settle(struct elect *x)
 		known = election_leader(x->e, now, &l);
 		if (!known)
 			l.name[0] = '\0';
+		/* A known leader under an older term than one already said is
+		 * stale news (a deposed node still gossiping): not published. */
+		if (known && l.term < x->said_term)
+			known = false, l.name[0] = '\0';
 		if (strcmp(l.name, x->said_name) != 0 || (known && l.term != x->said_term)) {
 			if (known)
 				LOG(LOG_NOTICE, "election", "leader: %s (term %llu, via %s)", l.name,
@@ -412,6 +499,10 @@ static void view_timer_fired(uv_timer_t *t)
 	struct elect *x = t->data;
 
 	view_rebuild(x);
+	if (x->join_pending) {
+		x->join_pending = false;
+		election_start(x->e, now_ms(x));
+	}
 	elect_settle(x);
 }
 
@@ -436,28 +527,51 @@ void elect_members_changed(struct elect *x)
 	uv_timer_start(&x->view_timer, view_timer_fired, 0, 0);
 }
 
+/* Called from the core's join callback, where the machine (which may
+ * publish user data at once) must not run: the view timer starts it. */
 void elect_joined(struct elect *x)
 {
-	view_rebuild(x);
-	election_start(x->e, now_ms(x));
-	elect_settle(x);
+	if (x->closing)
+		return;
+	x->join_pending = true;
+	x->view_pending = true;
+	uv_timer_start(&x->view_timer, view_timer_fired, 0, 0);
 }
 
 static void leave_timer_fired(uv_timer_t *t)
 {
 	struct elect *x = t->data;
 
-	x->leave_waited = true;
+	if (!x->leave_handed)
+		elect_hand_off(x);   /* the hook did not stop within the grace */
+	else
+		x->leave_waited = true;
 }
 
-void elect_leave(struct elect *x)
+/* Step down, release, never lead again; the release gets at most
+ * ELECT_RELEASE_WAIT_MS. */
+static void elect_hand_off(struct elect *x)
 {
-	if (x->leaving)
-		return;
-	x->leaving = true;
+	x->leave_handed = true;
 	election_leave(x->e, now_ms(x));
 	elect_settle(x);
 	uv_timer_start(&x->leave_timer, leave_timer_fired, ELECT_RELEASE_WAIT_MS, 0);
+}
+
+/* A leader first stops its duty (the hook, within its grace), so that the
+ * successor's never overlaps it, then hands off. */
+void elect_leave(struct elect *x)
+{
+	if (x->leaving || x->closing)
+		return;
+	x->leaving = true;
+	uv_update_time(x->env.loop);
+	if (x->hook && election_is_leader(x->e, now_ms(x))) {
+		hook_stop(x);
+		uv_timer_start(&x->leave_timer, leave_timer_fired, hook_grace_ms(x) + 100, 0);
+		return;
+	}
+	elect_hand_off(x);
 }
 
 bool elect_leave_done(const struct elect *x)
@@ -524,8 +638,9 @@ struct elect *elect_new(const struct elect_env *env)
 	uv_timer_init(env->loop, &x->timer);
 	uv_timer_init(env->loop, &x->view_timer);
 	uv_timer_init(env->loop, &x->leave_timer);
-	x->timer.data = x->view_timer.data = x->leave_timer.data = x;
-	x->handles = 3;
+	uv_timer_init(env->loop, &x->fail_timer);
+	x->timer.data = x->view_timer.data = x->leave_timer.data = x->fail_timer.data = x;
+	x->handles = 4;
 	LOG(LOG_INFO, "election", "election backend %s; %s", election_backend_name(ec.backend),
 	    ec.eligible ? "this node may lead (its region is the primary region)" :
 	    "this node never leads (its region is not the primary region)");
@@ -549,12 +664,13 @@ void elect_close(struct elect *x)
 	if (x == NULL || x->closing)
 		return;
 	x->closing = true;
-	hook_stop(x);
+	hook_detach(x);
 	lease_pg_close(x->lease);
 	x->lease = NULL;
 	uv_close((uv_handle_t *)&x->timer, elect_handle_closed);
 	uv_close((uv_handle_t *)&x->view_timer, elect_handle_closed);
 	uv_close((uv_handle_t *)&x->leave_timer, elect_handle_closed);
+	uv_close((uv_handle_t *)&x->fail_timer, elect_handle_closed);
 }
 
 /* ------------------------------------------------------------------ */
@@ -684,20 +800,63 @@ void elect_stats_get(struct elect *x, struct elect_stats *out)
 /* The child side of --on-leader                                       */
 /* ------------------------------------------------------------------ */
 
+static volatile sig_atomic_t shim_stopping;
+static unsigned long shim_grace_ms;
+
+static void shim_on_signal(int sig)
+{
+	if (sig == SIGALRM) {
+		kill(0, SIGKILL);        /* the grace is over: the whole group */
+		return;
+	}
+	if (shim_stopping)
+		return;
+	shim_stopping = 1;
+	kill(0, SIGTERM);                /* the command and all it started */
+	alarm((unsigned)((shim_grace_ms + 999) / 1000));
+}
+
 int cmd_on_leader_exec(int argc, char **argv)
 {
 	const char *parent = getenv("MERIDIAN_AGENT_PID");
+	const char *grace = getenv("MERIDIAN_HOOK_GRACE_MS");
+	struct sigaction sa;
+	pid_t child;
+	int status;
 
 	if (argc != 2 || parent == NULL) {
 		fprintf(stderr, "meridian: __on-leader is internal to the agent\n");
 		return 2;
 	}
+	shim_grace_ms = grace ? strtoul(grace, NULL, 10) : 1000;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = shim_on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGALRM, &sa, NULL);
 	/* Die with the agent, even a kill -9'd one; if it is already gone
 	 * (it died between fork and here) there is nothing to lead for. */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != (pid_t)atol(parent))
 		return 1;
 	unsetenv("MERIDIAN_AGENT_PID");
-	execl("/bin/sh", "sh", "-c", argv[1], (char *)NULL);
-	fprintf(stderr, "meridian: cannot run /bin/sh for --on-leader: %s\n", strerror(errno));
-	return 127;
+	unsetenv("MERIDIAN_HOOK_GRACE_MS");
+	child = fork();
+	if (child < 0) {
+		fprintf(stderr, "meridian: cannot fork for --on-leader: %s\n", strerror(errno));
+		return 1;
+	}
+	if (child == 0) {
+		signal(SIGTERM, SIG_DFL);
+		signal(SIGALRM, SIG_DFL);
+		execl("/bin/sh", "sh", "-c", argv[1], (char *)NULL);
+		fprintf(stderr, "meridian: cannot run /bin/sh for --on-leader: %s\n",
+			strerror(errno));
+		_exit(127);
+	}
+	/* Stay the command's parent: the kernel tells us, not it, when the
+	 * agent dies, and we pass it on to the whole process group. */
+	while (waitpid(child, &status, 0) < 0)
+		if (errno != EINTR)
+			return 1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

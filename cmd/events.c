@@ -45,16 +45,25 @@ static void sub_remove(struct events *h, size_t i)
 	h->subs[i] = h->subs[--h->nsubs];
 }
 
-/* Ends subscriber @i's stream, with a last error event when it fits. */
-static void sub_cut(struct events *h, size_t i, const char *reason)
+/*
+ * Ends subscriber @i's stream (with a last error event naming @reason,
+ * when it fits).  The subscriber leaves the array first: ending a stream
+ * frees the request and may serve the connection's next request at once,
+ * which can publish again; the array must be whole by then.
+ */
+static void sub_end(struct events *h, size_t i, const char *reason)
 {
+	struct http_request *req = h->subs[i].req;
 	char buf[160];
-	int n = snprintf(buf, sizeof(buf), "event: error\ndata: {\"type\":\"error\",\"reason\":"
-			 "\"%s\"}\n\n", reason);
 
-	http_stream_write(h->subs[i].req, buf, (size_t)n);
-	http_stream_end(h->subs[i].req);
 	sub_remove(h, i);
+	if (reason) {
+		int n = snprintf(buf, sizeof(buf), "event: error\ndata: {\"type\":\"error\","
+				 "\"reason\":\"%s\"}\n\n", reason);
+
+		http_stream_write(req, buf, (size_t)n);
+	}
+	http_stream_end(req);
 }
 
 /* Writes @len bytes to subscriber @i; false when it was removed. */
@@ -68,12 +77,19 @@ static bool sub_write(struct events *h, size_t i, const char *data, size_t len)
 		h->slow_dropped++;
 		LOG_RATELIMITED(LOG_WARNING, "events", "an event subscriber fell more than 1 MiB "
 				"behind; disconnecting it (slow_subscriber)");
-		sub_cut(h, i, "slow_subscriber");
+		sub_end(h, i, "slow_subscriber");
 		return false;
 	}
-	http_stream_end(h->subs[i].req);   /* gone: frees the request */
-	sub_remove(h, i);
+	sub_end(h, i, NULL);   /* gone */
 	return false;
+}
+
+/* Drops subscribers whose clients went away. */
+static void subs_sweep(struct events *h)
+{
+	for (size_t i = h->nsubs; i-- > 0;)
+		if (http_request_gone(h->subs[i].req))
+			sub_end(h, i, NULL);
 }
 
 static void keepalive_fired(uv_timer_t *t)
@@ -107,10 +123,8 @@ void events_close(struct events *h)
 	if (h == NULL || h->closing)
 		return;
 	h->closing = true;
-	while (h->nsubs > 0) {
-		http_stream_end(h->subs[0].req);
-		sub_remove(h, 0);
-	}
+	while (h->nsubs > 0)
+		sub_end(h, h->nsubs - 1, NULL);
 	uv_close((uv_handle_t *)&h->keepalive, events_free);
 }
 
@@ -167,6 +181,8 @@ bool events_subscribe(struct events *h, struct http_request *req, const char *ty
 			p += n + (p[n] == ',');
 		}
 	}
+	if (h->nsubs == EVENTS_SUBSCRIBERS_MAX)
+		subs_sweep(h);
 	if (h->closing || h->nsubs == EVENTS_SUBSCRIBERS_MAX) {
 		json_decref(hello);
 		http_respond_ex(req, 503, "application/json", "Retry-After: 5\r\n", err503,
@@ -213,8 +229,11 @@ void events_publish(struct events *h, const char *type, json_t *ev)
 				type);
 		return;
 	}
+	/* A write may end a stream, which may publish again (a pipelined
+	 * request served at once): walk down from the end, re-checking the
+	 * bound, so that nothing is written twice or to a freed request. */
 	for (size_t i = h->nsubs; i-- > 0;)
-		if (h->subs[i].types & 1u << ti)
+		if (i < h->nsubs && h->subs[i].types & 1u << ti)
 			sub_write(h, i, s, len);
 	free(s);
 }
