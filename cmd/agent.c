@@ -75,6 +75,7 @@
 #include "cmd/api.h"
 #include "cmd/commands.h"
 #include "cmd/config.h"
+#include "cmd/sql.h"
 #include "election/election.h"
 #include "gossip/tags.h"
 #include "lib/addr.h"
@@ -111,6 +112,8 @@ struct agent {
 	struct rpc_client *rpc_client;
 	struct events *events;
 	struct elect *elect;
+	struct sqlfront *sql;
+	struct rpc_serve_ops rpc_ops;    /* sql.write, then the handlers */
 	char advertise[GOSSIP_ADDR_MAX + 1];
 
 	uv_signal_t sigterm, sigint;
@@ -208,7 +211,12 @@ struct rpc_metrics *agent_rpc_metrics(struct agent *a)
 
 struct rpc_serve_ops agent_rpc_local(struct agent *a)
 {
-	return rpc_handlers_ops(a->handlers);
+	return a->rpc_ops;
+}
+
+struct sqlfront *agent_sql(struct agent *a)
+{
+	return a->stopping ? NULL : a->sql;
 }
 
 struct elect *agent_elect(struct agent *a)
@@ -546,6 +554,9 @@ static void agent_stop(struct agent *a)
 	a->rpc_client = NULL;
 	rpc_server_close(a->rpc_server);
 	a->rpc_server = NULL;
+	/* Answers the SQL requests still waiting, while the API can. */
+	sqlfront_close(a->sql);
+	a->sql = NULL;
 	api_stop(a->api);
 	a->api = NULL;
 	rpc_handlers_close(a->handlers);
@@ -728,6 +739,8 @@ static void agent_stop_rpc(struct agent *a)
 	a->rpc_client = NULL;
 	rpc_server_close(a->rpc_server);
 	a->rpc_server = NULL;
+	sqlfront_close(a->sql);
+	a->sql = NULL;
 	rpc_handlers_close(a->handlers);
 	a->handlers = NULL;
 }
@@ -768,7 +781,13 @@ static int rpc_start(struct agent *a)
 		LOG(LOG_ERROR, "agent", "cannot set up RPC handlers: %s", err);
 		return -EINVAL;
 	}
-	ops = rpc_handlers_ops(a->handlers);
+	a->sql = sqlfront_new(&a->loop, a, &a->cfg);
+	if (a->sql == NULL) {
+		LOG(LOG_ERROR, "agent", "cannot set up the databases");
+		return -EINVAL;
+	}
+	ops = sqlfront_rpc_ops(a->sql, rpc_handlers_ops(a->handlers));
+	a->rpc_ops = ops;
 	rc = rpc_server_new(&a->loop, a->tr, &scfg, &ops, a->rpc_metrics, &a->rpc_server);
 	if (rc == 0)
 		rc = rpc_client_new(&a->loop, a->tr, &ccfg, a->rpc_metrics, &a->rpc_client);

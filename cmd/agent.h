@@ -16,6 +16,7 @@
 
 #include "cmd/elect.h"
 #include "cmd/events.h"
+#include "cmd/sql.h"
 #include "gossip/gossip.h"
 #include "gossip/seal.h"
 #include "gossip/transport.h"
@@ -78,6 +79,8 @@ void agent_regions_invalidate(struct agent *a);
 /* Leader election and the event stream; NULL once the agent is stopping. */
 struct elect *agent_elect(struct agent *a);
 struct events *agent_events(struct agent *a);
+/* Reads and writes (cmd/sql.h); NULL once the agent is stopping. */
+struct sqlfront *agent_sql(struct agent *a);
 
 /* This node's name and region. */
 const char *agent_node(const struct agent *a);

@@ -371,16 +371,33 @@ static void route_leave(struct api *api, struct http_request *req)
 	respond_json(req, 202, json_pack("{s:b}", "leaving", 1), NULL);
 }
 
+/* Readiness is membership (joined, not leaving); the databases are
+ * reported beside it, not folded in: a region whose replica is down still
+ * forwards writes and answers RPC, and its reads fail fast on their own. */
 static void route_readyz(struct api *api, struct http_request *req)
 {
+	struct sqlfront *sql = agent_sql(api->agent);
+	json_t *dbs = sql ? sqlfront_status_json(sql) : json_null();
 	const char *reason = NULL;
 
 	if (agent_ready(api->agent, &reason))
-		respond_json(req, 200, json_pack("{s:b}", "ready", 1), NULL);
+		respond_json(req, 200, json_pack("{s:b,s:o}", "ready", 1, "databases", dbs), NULL);
 	else
-		respond_json(req, 503, json_pack("{s:b,s:s}", "ready", 0, "reason",
-						  reason ? reason : "joining"),
+		respond_json(req, 503, json_pack("{s:b,s:s,s:o}", "ready", 0, "reason",
+						  reason ? reason : "joining", "databases", dbs),
 			     "Retry-After: 1\r\n");
+}
+
+static void route_sql(struct api *api, struct http_request *req,
+		      const struct http_request_view *v)
+{
+	struct sqlfront *sql = agent_sql(api->agent);
+
+	if (sql == NULL) {
+		respond_error(req, 503, "unavailable", NULL, "the agent is stopping");
+		return;
+	}
+	sqlfront_http(sql, req, v);
 }
 
 /* ------------------------------------------------------------------ */
@@ -450,6 +467,36 @@ static void election_metrics(FILE *f, struct elect *el)
 		   "--on-leader processes started.", s.hooks_started);
 	metric_one(f, "meridian_on_leader_failed_total", "counter",
 		   "--on-leader processes that could not be started.", s.hooks_failed);
+}
+
+static void sql_metrics(FILE *f, struct sqlfront *sql)
+{
+	struct sqlfront_stats s;
+
+	sqlfront_stats_get(sql, &s);
+	metric_head(f, "meridian_sql_requests_total", "counter",
+		    "SQL statements run by this agent, by kind (forwarded: writes sent to the "
+		    "primary region).");
+	metric_sample1(f, "meridian_sql_requests_total", "kind", "read", s.reads);
+	metric_sample1(f, "meridian_sql_requests_total", "kind", "write", s.writes);
+	metric_sample1(f, "meridian_sql_requests_total", "kind", "forwarded", s.forwarded);
+	metric_one(f, "meridian_sql_failures_total", "counter",
+		   "SQL requests answered with an error.", s.failures);
+	metric_one(f, "meridian_sql_waits_total", "counter",
+		   "Requests that waited for the replica to replay an LSN.", s.waits);
+	metric_one(f, "meridian_sql_wait_timeouts_total", "counter",
+		   "Waits that ended in replica_lag_timeout.", s.wait_timeouts);
+	metric_one(f, "meridian_sql_waiters", "gauge", "Requests waiting for the replica now.",
+		   s.waiters);
+	metric_one(f, "meridian_replica_replay_lsn", "gauge",
+		   "The local replica's replay LSN, last seen (0 unknown).", s.replay_lsn);
+	metric_one(f, "meridian_replica_lag_bytes", "gauge",
+		   "Highest LSN written through this agent less the replica's replay LSN.",
+		   s.lag_bytes);
+	metric_head(f, "meridian_replica_lag_seconds", "gauge",
+		    "now() - pg_last_xact_replay_timestamp() on the replica (-1 unknown; grows "
+		    "while the primary is idle).");
+	fprintf(f, "meridian_replica_lag_seconds %.3f\n", s.lag_seconds);
 }
 
 static void route_metrics(struct api *api, struct http_request *req)
@@ -571,6 +618,8 @@ static void route_metrics(struct api *api, struct http_request *req)
 	rpc_metrics_print(agent_rpc_metrics(a), f);
 	if (agent_elect(a))
 		election_metrics(f, agent_elect(a));
+	if (agent_sql(a))
+		sql_metrics(f, agent_sql(a));
 	if (agent_events(a)) {
 		struct events_stats es;
 
@@ -1017,7 +1066,7 @@ static void rpc_calls_abort(struct api *api)
 /* ------------------------------------------------------------------ */
 
 enum route { R_MEMBERS, R_SELF, R_LEAVE, R_HEALTHZ, R_READYZ, R_METRICS, R_RPC, R_LEADER,
-	     R_EVENTS };
+	     R_EVENTS, R_SQL };
 
 static const struct {
 	const char *path;
@@ -1028,7 +1077,7 @@ static const struct {
 	{ "/v1/leave", "POST", R_LEAVE },    { "/healthz", "GET", R_HEALTHZ },
 	{ "/readyz", "GET", R_READYZ },      { "/metrics", "GET", R_METRICS },
 	{ "/v1/rpc", "POST", R_RPC },        { "/v1/leader", "GET", R_LEADER },
-	{ "/v1/events", "GET", R_EVENTS },
+	{ "/v1/events", "GET", R_EVENTS },   { "/v1/sql", "POST", R_SQL },
 };
 
 static void api_handle(void *ctx, struct http_request *req, const struct http_request_view *v)
@@ -1078,6 +1127,9 @@ static void api_handle(void *ctx, struct http_request *req, const struct http_re
 		break;
 	case R_EVENTS:
 		route_events(api, req, v);
+		break;
+	case R_SQL:
+		route_sql(api, req, v);
 		break;
 	}
 }

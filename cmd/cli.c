@@ -1,6 +1,6 @@
 /*
- * cmd/cli.c - the client subcommands: members, info, rpc, leader, watch,
- * leave, keygen, version.
+ * cmd/cli.c - the client subcommands: members, info, rpc, sql, leader,
+ * watch, leave, keygen, version.
  *
  * The CLI is a client of the local API (docs/api.md) and nothing else: it
  * never reads the agent's state another way.  Its output and exit codes
@@ -1269,4 +1269,226 @@ int cmd_watch(int argc, char **argv)
 	fprintf(stderr, "meridian: the agent at %s closed the event stream%s\n", api,
 		rc == -ETIMEDOUT ? " (silent for 60 s)" : "");
 	return rc == -ETIMEDOUT ? EXIT_TIMEOUT : EXIT_UNAVAILABLE;
+}
+
+/* ---- meridian sql ---- */
+
+static const char sql_usage[] =
+	"usage: meridian sql [--write [--wait]] [--min-lsn LSN] [--json] [--timeout D]\n"
+	"                    [--api ADDR] SQL [PARAM...]\n";
+
+static const char sql_help[] =
+	"\n"
+	"Runs one SQL statement through the local agent (POST /v1/sql).  A read runs\n"
+	"on this region's replica (DATABASE_URL); --write runs on the primary: here in\n"
+	"the primary region, else forwarded by RPC to a primary-region node, and\n"
+	"answers with the commit's LSN.  Parameters are $1, $2, ... in the SQL, always\n"
+	"sent apart from it; a PARAM of exactly \\N is SQL NULL.\n"
+	"\n"
+	"  --write        the statement writes: run it on the primary\n"
+	"  --wait         with --write: answer once this region's replica has replayed\n"
+	"                 the write, so the next local read sees it (at most the agent's\n"
+	"                 --replica-lag-timeout, then replica_lag_timeout, exit 4)\n"
+	"  --min-lsn LSN  a read that waits until the replica has replayed LSN\n"
+	"  --json         the agent's whole answer: columns, rows, command, lsn, node\n"
+	"  --timeout D    the statement's deadline (default 5s)\n"
+	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
+	"\n"
+	"Exit: 0 ok; 1 Postgres refused the statement (its SQLSTATE is shown) or the\n"
+	"result is too large; 2 usage; 3 no database, no primary-region node, or\n"
+	"overloaded; 4 timed out, replica_lag_timeout, or outcome_unknown (a forwarded\n"
+	"write whose answer was lost: it may have committed; not retried).\n";
+
+static int sql_exit_code(const char *code)
+{
+	static const char *const timeouts[] = { "timeout", "replica_lag_timeout",
+						"outcome_unknown" };
+	static const char *const unavailable[] = { "database_unavailable", "overloaded",
+						   "unavailable", "no_such_region",
+						   "no_nodes_in_region" };
+
+	if (code == NULL)
+		return EXIT_REMOTE_ERROR;
+	if (strcmp(code, "bad_request") == 0)
+		return EXIT_USAGE;
+	for (size_t i = 0; i < NFLAGS(timeouts); i++)
+		if (strcmp(code, timeouts[i]) == 0)
+			return EXIT_TIMEOUT;
+	for (size_t i = 0; i < NFLAGS(unavailable); i++)
+		if (strcmp(code, unavailable[i]) == 0)
+			return EXIT_UNAVAILABLE;
+	return EXIT_REMOTE_ERROR;
+}
+
+/* One value as table text (malloc'd): NULL, numbers and booleans as JSON
+ * writes them, strings with control characters replaced. */
+static char *sql_cell(json_t *v)
+{
+	char *s;
+
+	if (json_is_null(v))
+		return strdup("NULL");
+	if (json_is_string(v)) {
+		size_t n = json_string_length(v) + 1;
+
+		s = malloc(n);
+		if (s)
+			sanitize(json_string_value(v), s, n);
+		return s;
+	}
+	s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+	return s;
+}
+
+static int sql_print_table(json_t *root)
+{
+	json_t *cols = json_object_get(root, "columns"), *rows = json_object_get(root, "rows");
+	size_t ncols = json_array_size(cols), nrows = json_array_size(rows);
+	size_t *width = calloc(ncols ? ncols : 1, sizeof(*width));
+	char **cells = calloc((nrows + 1) * (ncols ? ncols : 1), sizeof(*cells));
+	const char *lsn = json_string_value(json_object_get(root, "lsn"));
+	int rc = EXIT_OK_;
+
+	if (width == NULL || cells == NULL) {
+		rc = EXIT_REMOTE_ERROR;
+		goto out;
+	}
+	for (size_t c = 0; c < ncols; c++)
+		cells[c] = sql_cell(json_object_get(json_array_get(cols, c), "name"));
+	for (size_t r = 0; r < nrows; r++)
+		for (size_t c = 0; c < ncols; c++)
+			cells[(r + 1) * ncols + c] = sql_cell(json_array_get(json_array_get(rows, r), c));
+	for (size_t i = 0; i < (nrows + 1) * ncols; i++) {
+		if (cells[i] == NULL) {
+			rc = EXIT_REMOTE_ERROR;
+			goto out;
+		}
+		if (text_width(cells[i]) > width[i % ncols])
+			width[i % ncols] = text_width(cells[i]);
+	}
+	for (size_t r = 0; ncols && r <= nrows; r++)
+		print_row(cells + r * ncols, width, (int)ncols);
+	if (ncols)
+		printf("(%zu row%s)\n", nrows, nrows == 1 ? "" : "s");
+	else
+		printf("%s\n", jstr(root, "command"));
+	if (lsn)
+		printf("lsn %s (%s, %s)\n", lsn, jstr(root, "node"), jstr(root, "region"));
+out:
+	if (cells)
+		for (size_t i = 0; i < (nrows + 1) * ncols; i++)
+			free(cells[i]);
+	free(cells);
+	free(width);
+	if (rc)
+		fprintf(stderr, "meridian sql: out of memory\n");
+	return rc;
+}
+
+static int sql_usage_error(const char *fmt, const char *what)
+{
+	fputs("meridian sql: ", stderr);
+	fprintf(stderr, fmt, what);
+	fprintf(stderr, "\n%s", sql_usage);
+	return EXIT_USAGE;
+}
+
+int cmd_sql(int argc, char **argv)
+{
+	const char *timeout = NULL, *api = NULL, *min_lsn = NULL;
+	bool write = false, wait = false, json = false, missing = false;
+	struct http_reply r;
+	json_t *req, *params, *root, *e;
+	char *body;
+	int i, rc, tmo;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (strncmp(a, "--", 2) != 0 && strcmp(a, "-h") != 0)
+			break;   /* SQL */
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			printf("%s%s", sql_usage, sql_help);
+			return EXIT_OK_;
+		} else if (strcmp(a, "--write") == 0) {
+			write = true;
+		} else if (strcmp(a, "--wait") == 0) {
+			wait = true;
+		} else if (strcmp(a, "--json") == 0) {
+			json = true;
+		} else if (!rpc_flag_value(argc, argv, &i, "min-lsn", &min_lsn, &missing) &&
+			   !rpc_flag_value(argc, argv, &i, "timeout", &timeout, &missing) &&
+			   !rpc_flag_value(argc, argv, &i, "api", &api, &missing)) {
+			return sql_usage_error("unknown flag \"%s\"", a);
+		}
+		if (missing)
+			return sql_usage_error("%s needs a value", a);
+	}
+	if (i >= argc)
+		return sql_usage_error("%s", "no SQL given");
+	if (wait && !write)
+		return sql_usage_error("%s", "--wait goes with --write (a read waits with --min-lsn)");
+	if (min_lsn && write)
+		return sql_usage_error("%s", "--min-lsn is for reads");
+	rc = timeout_get("sql", sql_usage, timeout, CALL_TIMEOUT_MS_DEFAULT / 2, &tmo);
+	if (rc)
+		return rc;
+	api = api_addr(api);
+
+	params = json_array();
+	for (int j = i + 1; params && j < argc; j++) {
+		json_t *p = strcmp(argv[j], "\\N") == 0 ? json_null() : json_string(argv[j]);
+
+		if (p == NULL || json_array_append_new(params, p) != 0) {
+			json_decref(params);
+			return sql_usage_error("parameter \"%.40s\" is not valid UTF-8", argv[j]);
+		}
+	}
+	req = json_pack("{s:s,s:o,s:b,s:b,s:i}", "sql", argv[i], "params", params, "write", write,
+			"wait", wait, "timeout_ms", tmo);
+	if (req && min_lsn)
+		json_object_set_new(req, "min_lsn", json_string(min_lsn));
+	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (body == NULL)
+		return sql_usage_error("%s", "the SQL is not valid UTF-8 (or out of memory)");
+	/* The statement's deadline, a wait for the replica (at most 5 min),
+	 * and the trip: the agent always answers within that. */
+	rc = http_call(api, "POST", "/v1/sql", body, strlen(body), tmo + 310000, &r);
+	free(body);
+	if (rc < 0)
+		return report_call_error(api, rc, tmo + 310000);
+	root = json_loadb(r.body, r.body_len, 0, NULL);
+	e = json_object_get(root, "error");
+	if (r.status / 100 != 2 || e) {
+		const char *code = json_string_value(json_object_get(e, "code"));
+		const char *sqlstate = json_string_value(json_object_get(e, "sqlstate"));
+		char c[64], m[1024];
+
+		if (!e) {
+			rc = report_http_error(api, &r);
+		} else {
+			sanitize(code ? code : "error", c, sizeof(c));
+			sanitize(json_string_value(json_object_get(e, "message")), m, sizeof(m));
+			fprintf(stderr, "meridian sql: %s%s%s%s: %s\n", c, sqlstate ? " (SQLSTATE " : "",
+				sqlstate ? sqlstate : "", sqlstate ? ")" : "", m);
+			rc = sql_exit_code(code);
+		}
+		json_decref(root);
+		http_reply_free(&r);
+		return rc;
+	}
+	http_reply_free(&r);
+	if (!json_is_object(root)) {
+		fprintf(stderr, "meridian sql: the agent at %s sent no JSON object\n", api);
+		json_decref(root);
+		return EXIT_REMOTE_ERROR;
+	}
+	rc = json ? print_json(root) : sql_print_table(root);
+	json_decref(root);
+	return output_done(rc);
 }

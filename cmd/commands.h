@@ -24,6 +24,7 @@ int cmd_version(int argc, char **argv);
 int cmd_rpc(int argc, char **argv);
 int cmd_leader(int argc, char **argv);
 int cmd_watch(int argc, char **argv);
+int cmd_sql(int argc, char **argv);
 /* The --on-leader shim (cmd/elect.c): `meridian __on-leader COMMAND`. */
 int cmd_on_leader_exec(int argc, char **argv);
 

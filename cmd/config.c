@@ -75,18 +75,23 @@ static const char usage_text[] =
 "  --rpc-max-inflight N     RPCs served and made at once (1024; 1 to 65536)\n"
 "  --drain-timeout D        on leave, wait this long for RPCs in flight (5s)\n"
 "  --primary-database-url U the writable primary, a libpq URL (PRIMARY_DATABASE_URL)\n"
-"  --database-url U         this region's read replica (DATABASE_URL)\n"
+"  --database-url U         this region's read replica (DATABASE_URL); without it\n"
+"                           a primary-region node reads from the primary\n"
+"  --replica-lag-timeout D  longest wait for the replica to replay a write (5s;\n"
+"                           at most 5m): `sql --wait`, min_lsn\n"
 "  --election B             leader election backend: postgres (a lease row in the\n"
 "                           primary database; the default when one is given) or\n"
 "                           gossip (no database; not partition-safe)\n"
 "  --lease D                postgres lease length, by the server's clock (5s)\n"
 "  --lease-renew D          the leader renews, and followers poll, this often (1s)\n"
 "  --lease-guard D          a leader whose renewals fail steps down this long\n"
-"                           before its lease could expire at the server (1s)\n"
+"                           before its lease could expire at the server (1s; at\n"
+"                           least 100ms); also the --on-leader grace\n"
 "  --lease-name NAME        the lease row's key, one per cluster (meridian)\n"
 "  --on-leader COMMAND      run `/bin/sh -c COMMAND` while this node leads, with\n"
-"                           MERIDIAN_TERM and MERIDIAN_NODE set; SIGTERM when it\n"
-"                           stops leading\n"
+"                           MERIDIAN_TERM, MERIDIAN_NODE and MERIDIAN_REGION set;\n"
+"                           its process group gets SIGTERM when this node stops\n"
+"                           leading (or dies), SIGKILL after --lease-guard\n"
 "  --log-level L            debug, info, notice (default), warning, error\n"
 "  --log-format F           text (default) or json (JSON lines with \"severity\")\n"
 "  --dev                    single node on loopback with a throw-away secret:\n"
@@ -255,7 +260,7 @@ struct raw {
 	const char *gossip_nodes, *pushpull_interval, *reconnect_interval, *reconnect_timeout;
 	const char *leave_timeout, *drain_timeout, *rpc_upstream, *rpc_max_inflight;
 	const char *primary_database_url, *database_url, *election, *lease, *lease_renew;
-	const char *lease_guard, *lease_name, *on_leader;
+	const char *lease_guard, *lease_name, *on_leader, *replica_lag_timeout;
 	const char *handler_v[RPC_HANDLERS_MAX];
 	struct flag_list handlers;
 	const char *join_v[CONFIG_SEEDS_MAX];
@@ -305,6 +310,7 @@ static int raw_parse(struct config *c, struct raw *r, int argc, char **argv)
 		{ "lease-guard", FLAG_STRING, &r->lease_guard },
 		{ "lease-name", FLAG_STRING, &r->lease_name },
 		{ "on-leader", FLAG_STRING, &r->on_leader },
+		{ "replica-lag-timeout", FLAG_STRING, &r->replica_lag_timeout },
 		{ "log-level", FLAG_STRING, &r->log_level },
 		{ "log-format", FLAG_STRING, &r->log_format },
 		{ "dev", FLAG_BOOL, &r->dev },
@@ -359,7 +365,9 @@ static int numbers_parse(struct config *c, const struct raw *r, struct overrides
 	    duration_flag(c, "lease-renew", r->lease_renew, CONFIG_LEASE_MS_MAX,
 			  &c->lease_renew_ms) ||
 	    duration_flag(c, "lease-guard", r->lease_guard, CONFIG_LEASE_MS_MAX,
-			  &c->lease_guard_ms))
+			  &c->lease_guard_ms) ||
+	    duration_flag(c, "replica-lag-timeout", r->replica_lag_timeout,
+			  CONFIG_REPLICA_LAG_TIMEOUT_MS_MAX, &c->replica_lag_timeout_ms))
 		return -EINVAL;
 	if (r->rpc_max_inflight &&
 	    count_parse(r->rpc_max_inflight, 1, CONFIG_RPC_INFLIGHT_MAX, &c->rpc_max_inflight) != 0)
@@ -601,6 +609,10 @@ static int election_parse(struct config *c, const struct raw *r, const struct co
 	} else if (r->election) {
 		return usage_error(c, "--election: \"%s\" is not gossip or postgres", r->election);
 	}
+	if (c->lease_guard_ms < CONFIG_LEASE_GUARD_MS_MIN)
+		return usage_error(c, "--lease-guard (%llu ms) must be at least %d ms: it absorbs "
+				   "clock-rate differences and the step-down itself",
+				   (unsigned long long)c->lease_guard_ms, CONFIG_LEASE_GUARD_MS_MIN);
 	if (c->lease_guard_ms >= c->lease_ms)
 		return usage_error(c, "--lease-guard (%llu ms) must be shorter than --lease "
 				   "(%llu ms)", (unsigned long long)c->lease_guard_ms,
@@ -739,6 +751,7 @@ int config_parse(struct config *c, int argc, char **argv, const struct config_en
 	c->lease_ms = CONFIG_LEASE_MS_DEFAULT;
 	c->lease_renew_ms = CONFIG_LEASE_RENEW_MS_DEFAULT;
 	c->lease_guard_ms = CONFIG_LEASE_GUARD_MS_DEFAULT;
+	c->replica_lag_timeout_ms = CONFIG_REPLICA_LAG_TIMEOUT_MS_DEFAULT;
 	c->log_level = LOG_NOTICE;
 	c->log_format = LOG_FORMAT_TEXT;
 	if (env == NULL)

@@ -39,8 +39,11 @@
 #define CONFIG_LEASE_MS_DEFAULT 5000
 #define CONFIG_LEASE_RENEW_MS_DEFAULT 1000
 #define CONFIG_LEASE_GUARD_MS_DEFAULT 1000
+#define CONFIG_LEASE_GUARD_MS_MIN 100
 #define CONFIG_LEASE_MS_MAX (3600 * 1000)
 #define CONFIG_LEASE_NAME_MAX 63
+#define CONFIG_REPLICA_LAG_TIMEOUT_MS_DEFAULT 5000
+#define CONFIG_REPLICA_LAG_TIMEOUT_MS_MAX (300 * 1000)
 #define CONFIG_PRIORITY_MAX 1000000
 #define CONFIG_PRIORITY_TAG "priority"   /* lower leads first (gossip election) */
 
@@ -103,6 +106,7 @@ struct config {
 	const char *primary_database_url;       /* --primary-database-url,
 						   PRIMARY_DATABASE_URL; NULL: none */
 	const char *database_url;               /* --database-url, DATABASE_URL */
+	uint64_t replica_lag_timeout_ms;        /* --replica-lag-timeout (5s) */
 	int election;                           /* CONFIG_ELECTION_* */
 	uint64_t lease_ms;                      /* --lease (5s) */
 	uint64_t lease_renew_ms;                /* --lease-renew (1s) */

@@ -24,6 +24,7 @@ static const struct command commands[] = {
 	{ "members", cmd_members, "list the cluster's members as the local agent sees them" },
 	{ "info", cmd_info, "show this node: name, region, primary region, leader" },
 	{ "rpc", cmd_rpc, "run a method on a node of a region (--region R, --primary, --node N)" },
+	{ "sql", cmd_sql, "run SQL: reads on the local replica, --write on the primary" },
 	{ "leader", cmd_leader, "show the leader of the primary region and its term" },
 	{ "watch", cmd_watch, "stream membership and leader events" },
 	{ "leave", cmd_leave, "ask the local agent to leave gracefully and exit" },

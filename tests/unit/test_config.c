@@ -1009,6 +1009,7 @@ START_TEST(election_backend_and_lease)
 	ck_assert_uint_eq(c.lease_guard_ms, 1000);
 	ck_assert_str_eq(c.lease_name, "meridian");
 	ck_assert_ptr_null(c.on_leader);
+	ck_assert_uint_eq(c.replica_lag_timeout_ms, 5000);
 
 	/* A primary database makes postgres the default; the flag wins. */
 	env_set(&e, "PRIMARY_DATABASE_URL", "postgresql://db/app");
@@ -1039,12 +1040,16 @@ START_TEST(election_backend_and_lease)
 	assert_usage_error(&c, rc, "--election postgres needs the primary database");
 	rc = parse_s(&c, &e, "--node", "n", "--election", "raft", NULL);
 	assert_usage_error(&c, rc, "--election: \"raft\"");
+	rc = parse_s(&c, &e, "--node", "n", "--lease-guard", "99ms", NULL);
+	assert_usage_error(&c, rc, "--lease-guard (99 ms) must be at least 100 ms");
 	rc = parse_s(&c, &e, "--node", "n", "--lease", "1s", NULL);
 	assert_usage_error(&c, rc, "--lease-guard (1000 ms) must be shorter than --lease");
 	rc = parse_s(&c, &e, "--node", "n", "--lease", "3s", "--lease-renew", "2s", NULL);
 	assert_usage_error(&c, rc, "--lease-renew (2000 ms) must be shorter");
 	rc = parse_s(&c, &e, "--node", "n", "--lease-name", "a b", NULL);
 	assert_usage_error(&c, rc, "--lease-name");
+	rc = parse_s(&c, &e, "--node", "n", "--replica-lag-timeout", "6m", NULL);
+	assert_usage_error(&c, rc, "--replica-lag-timeout");
 	rc = parse_s(&c, &e, "--node", "n", "--on-leader", "", NULL);
 	assert_usage_error(&c, rc, "--on-leader");
 	rc = parse_s(&c, &e, "--node", "n", "--tag", "priority=x", NULL);
@@ -1063,6 +1068,7 @@ START_TEST(usage_lists_every_flag)
 		"reconnect-timeout", "tag", "leave-timeout", "handler", "rpc-upstream",
 		"rpc-max-inflight", "drain-timeout", "primary-database-url", "database-url",
 		"election", "lease", "lease-renew", "lease-guard", "lease-name", "on-leader",
+		"replica-lag-timeout",
 		"log-level", "log-format", "dev", "help",
 	};
 	const char *u = config_usage();
