@@ -154,12 +154,12 @@ run() { # label command...
 }
 
 hist >"$WORK/h0"
-run "http serial" "$CLIENT" http "$F1_API" "$BODY" serial "$N" "$WARMUP"
+run "http serial" "$CLIENT" http "$F1_API" /v1/rpc "$BODY" serial "$N" "$WARMUP"
 hist >"$WORK/h1"
 HQ=$(hist_q "$WORK/h0" "$WORK/h1")
 echo "f1 metrics over the serial run: $HQ" >&2
-run "http 8" "$CLIENT" http "$F1_API" "$BODY" conc 8 "$SECS"
-run "http 64" "$CLIENT" http "$F1_API" "$BODY" conc 64 "$SECS"
+run "http 8" "$CLIENT" http "$F1_API" /v1/rpc "$BODY" conc 8 "$SECS"
+run "http 64" "$CLIENT" http "$F1_API" /v1/rpc "$BODY" conc 64 "$SECS"
 run "direct serial" "$CLIENT" direct "$WORK/secret" a1 "$A1_G" serial "$N" "$WARMUP"
 run "direct 8" "$CLIENT" direct "$WORK/secret" a1 "$A1_G" conc 8 "$SECS"
 run "direct 64" "$CLIENT" direct "$WORK/secret" a1 "$A1_G" conc 64 "$SECS"

@@ -5,7 +5,8 @@
  * Two paths, so that the local HTTP hop can be told apart from the
  * agent-to-agent RPC:
  *
- *   http    POST /v1/rpc to an agent's API over plain blocking sockets,
+ *   http    POST PATH (/v1/rpc; bench/sql.sh: /v1/sql) to an agent's API
+ *           over plain blocking sockets,
  *           HTTP/1.1 keep-alive; one connection per caller, each caller a
  *           thread.  This is the whole path an application sees.
  *   direct  the project's own RPC client (region/rpc.h) on a transport of
@@ -180,9 +181,9 @@ static int http_call(struct http_conn *c, const char *req, size_t reqlen, bool *
 		char save = c->buf[head + body];
 
 		c->buf[head + body] = '\0';
-		*ok = status == 200 && strstr(c->buf + head, "\"ok\":") != NULL &&
-		      strstr(c->buf + head, "\"ok\": false") == NULL &&
-		      strstr(c->buf + head, "\"ok\":false") == NULL;
+		/* Success is a 200 without an error object: /v1/rpc and
+		 * /v1/sql both answer that way. */
+		*ok = status == 200 && strstr(c->buf + head, "\"error\":") == NULL;
 		c->buf[head + body] = save;
 	}
 	memmove(c->buf, c->buf + head + body, c->have - head - body);
@@ -194,17 +195,17 @@ fail:
 	return -EIO;
 }
 
-static char *http_request(const char *body, size_t *len)
+static char *http_request(const char *path, const char *body, size_t *len)
 {
-	size_t cap = strlen(body) + 256;
+	size_t cap = strlen(path) + strlen(body) + 256;
 	char *req = malloc(cap);
 	int n;
 
 	if (req == NULL)
 		return NULL;
-	n = snprintf(req, cap, "POST /v1/rpc HTTP/1.1\r\nHost: bench\r\n"
+	n = snprintf(req, cap, "POST %s HTTP/1.1\r\nHost: bench\r\n"
 		     "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
-		     strlen(body), body);
+		     path, strlen(body), body);
 	*len = (size_t)n;
 	return req;
 }
@@ -244,10 +245,11 @@ static void *http_worker_run(void *arg)
 	return NULL;
 }
 
-static int run_http(const char *api, const char *body, const char *kind, long a, long b)
+static int run_http(const char *api, const char *path, const char *body, const char *kind,
+		    long a, long b)
 {
 	size_t reqlen;
-	char *req = http_request(body, &reqlen);
+	char *req = http_request(path, body, &reqlen);
 	int rc = 1;
 
 	if (req == NULL)
@@ -501,8 +503,8 @@ out:
 
 static void usage(void)
 {
-	fputs("usage: bench_rpc_client http API_HOST:PORT BODY_JSON serial N WARMUP\n"
-	      "       bench_rpc_client http API_HOST:PORT BODY_JSON conc CALLERS SECONDS\n"
+	fputs("usage: bench_rpc_client http API_HOST:PORT PATH BODY_JSON serial N WARMUP\n"
+	      "       bench_rpc_client http API_HOST:PORT PATH BODY_JSON conc CALLERS SECONDS\n"
 	      "       bench_rpc_client direct SECRET_FILE PEER_NAME PEER_HOST:PORT serial N WARMUP\n"
 	      "       bench_rpc_client direct SECRET_FILE PEER_NAME PEER_HOST:PORT conc CALLERS SECONDS\n",
 	      stderr);
@@ -517,10 +519,10 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
-	if (strcmp(argv[1], "http") == 0 && argc == 7) {
-		kind = argv[4];
-		a = atol(argv[5]);
-		b = atol(argv[6]);
+	if (strcmp(argv[1], "http") == 0 && argc == 8) {
+		kind = argv[5];
+		a = atol(argv[6]);
+		b = atol(argv[7]);
 	} else if (strcmp(argv[1], "direct") == 0 && argc == 8) {
 		kind = argv[5];
 		a = atol(argv[6]);
@@ -536,6 +538,6 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (argv[1][0] == 'h')
-		return run_http(argv[2], argv[3], kind, a, b);
+		return run_http(argv[2], argv[3], argv[4], kind, a, b);
 	return run_direct(argv[2], argv[3], argv[4], kind, a, b);
 }

@@ -355,7 +355,7 @@ int sqlresult_json(const PGresult *res, size_t max_bytes, json_t **out, char *er
 	json_t *root = NULL, *cols = NULL, *rows = NULL, *affected;
 	const char *command, *tuples;
 	ExecStatusType st;
-	json_int_t n;
+	json_int_t n = 0;
 	size_t clen;
 	int rc;
 
