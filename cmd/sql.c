@@ -197,6 +197,30 @@ static void op_answer(struct sqlop *op, int status, json_t *body)
 	op_free(op);
 }
 
+/*
+ * The body of an error answer to @op: {"error": @err}, and for a write that
+ * did commit (its LSN is known) also "committed": true, the LSN and the
+ * statement's result, so that nobody retries a write that happened.
+ */
+static json_t *error_body(struct sqlop *op, json_t *err)
+{
+	json_t *body = op->write && op->lsn && op->result ? op->result : json_object();
+	char lsn[LSN_STR_MAX];
+
+	op->result = NULL;
+	if (body == NULL) {
+		json_decref(err);
+		return NULL;
+	}
+	json_object_set_new(body, "error", err);
+	if (op->write && op->lsn) {
+		lsn_format(op->lsn, lsn);
+		json_object_set_new(body, "committed", json_true());
+		json_object_set_new(body, "lsn", json_string(lsn));
+	}
+	return body;
+}
+
 static void op_fail(struct sqlop *op, const char *code, const char *sqlstate, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
@@ -215,7 +239,7 @@ static void op_fail(struct sqlop *op, const char *code, const char *sqlstate, co
 		json_object_set_new(err, "sqlstate", json_string(sqlstate));
 	if (err && op->ran_node[0])
 		json_object_set_new(err, "node", json_string(op->ran_node));
-	op_answer(op, error_status(code), json_pack("{s:o}", "error", err));
+	op_answer(op, error_status(code), error_body(op, err));
 }
 
 /* Passes on an error object from a peer (consumed). */
@@ -265,10 +289,13 @@ static void expire_arm(struct sqlfront *s);
 
 static void op_waited(struct sqlop *op)
 {
-	if (op->write)
+	if (op->write) {
 		op_ok(op);
-	else
-		stmt_start(op);
+		return;
+	}
+	/* The wait had its own bound; the read gets its whole budget. */
+	op->started = uv_now(op->s->loop);
+	stmt_start(op);
 }
 
 static void wait_done(void *arg, int status, uint64_t replay)
@@ -383,6 +410,11 @@ static void poll_kick(struct sqlfront *s)
 	if (s->polling || s->closing || lsnwait_count(s->waiters) == 0)
 		return;
 	rc = pgpool_query(s->replica, replay_sql, 0, NULL, 0, poll_done, s);
+	if (rc == -EAGAIN) {
+		/* Busy, not down: ask again shortly. */
+		uv_timer_start(&s->poll_timer, poll_timer_fired, SQL_POLL_MS, 0);
+		return;
+	}
 	if (rc != 0) {
 		waiters_fail(s, strerror(-rc));
 		return;
@@ -467,6 +499,23 @@ static void stmt_failed(struct sqlop *op, const struct pgconn_reply *r, const ch
 	}
 }
 
+/*
+ * pg_current_wal_insert_lsn() after a commit whose record ended exactly at
+ * a WAL page boundary points past the next page's header (24 bytes; 40 at
+ * the start of a segment), where nothing may be written for a while; the
+ * replica's replay LSN stops at the boundary itself.  Waiting for the
+ * boundary is waiting for the commit.  (Default 8 KiB pages, 16 MiB
+ * segments.)
+ */
+static uint64_t lsn_commit_end(uint64_t lsn)
+{
+	uint64_t off = lsn % 8192;
+
+	if (off == 24 || (off == 40 && lsn % (16u << 20) == 40))
+		return lsn - off;
+	return lsn;
+}
+
 static void lsn_done(void *arg, const struct pgconn_reply *r)
 {
 	struct sqlop *op = arg;
@@ -482,6 +531,7 @@ static void lsn_done(void *arg, const struct pgconn_reply *r)
 			"could not be read: %s", r->status ? r->error : "bad answer");
 		return;
 	}
+	op->lsn = lsn_commit_end(op->lsn);
 	if (op->lsn > op->s->max_written_lsn)
 		op->s->max_written_lsn = op->lsn;
 	if (op->wait && op->origin == FROM_HTTP)
@@ -520,7 +570,9 @@ static void stmt_done(void *arg, const struct pgconn_reply *r)
 		op_ok(op);
 		return;
 	}
-	rc = pgpool_query(op->s->primary, lsn_sql, 0, NULL, op_left(op), lsn_done, op);
+	/* The write committed: its LSN gets a budget of its own. */
+	rc = pgpool_query(op->s->primary, lsn_sql, 0, NULL,
+			  op_left(op) > 1000 ? op_left(op) : 1000, lsn_done, op);
 	if (rc != 0) {
 		op_fail(op, "outcome_unknown", NULL, "the write committed but its LSN could not be "
 			"asked for: %s", strerror(-rc));
@@ -618,7 +670,7 @@ static void forward_done(void *ctx, const struct rpc_result *r)
 			r->message);
 		return;
 	}
-	res = json_loadb((const char *)r->result, r->result_len, 0, NULL);
+	res = json_loadb((const char *)r->result, r->result_len, JSON_ALLOW_NUL, NULL);
 	err = json_object_get(res, "error");
 	if (!json_is_object(res)) {
 		json_decref(res);
@@ -627,6 +679,21 @@ static void forward_done(void *ctx, const struct rpc_result *r)
 		return;
 	}
 	if (err) {
+		if (json_is_true(json_object_get(err, "not_run"))) {
+			/* That node could not write at all: the next may. */
+			json_decref(res);
+			forward(op);
+			return;
+		}
+		if (json_is_true(json_object_get(res, "committed"))) {
+			/* It committed there; only what came after failed: pass
+			 * the whole answer on, result and LSN included. */
+			const char *code = json_string_value(json_object_get(err, "code"));
+
+			op->s->failures++;
+			op_answer(op, error_status(code ? code : "remote_error"), res);
+			return;
+		}
 		json_incref(err);
 		json_decref(res);
 		op_fail_with(op, err);
@@ -682,8 +749,11 @@ static void forward(struct sqlop *op)
 			"cannot forward the write: %s", ch.message);
 		return;
 	}
-	if (ch.local) {   /* a primary-region node without a primary URL */
-		stmt_start(op);
+	if (ch.local) {
+		/* We are in the primary region but have no primary URL: the
+		 * next primary-region node may. */
+		snprintf(op->tried[op->ntried++], sizeof(op->tried[0]), "%s", ch.member->name);
+		forward(op);
 		return;
 	}
 	snprintf(op->tried[op->ntried++], sizeof(op->tried[0]), "%s", ch.member->name);
@@ -699,6 +769,11 @@ static void forward(struct sqlop *op)
 	if (rc == 0) {
 		s->forwarded++;
 		op->pending = true;
+		return;
+	}
+	if (rc == -EINVAL && *err == '\0') {
+		/* A member we cannot address: nothing was sent, try the next. */
+		forward(op);
 		return;
 	}
 	if (rc == -EBUSY)
@@ -734,7 +809,13 @@ static int param_text(json_t *v, char **out)
 		*out = strdup(buf);
 		break;
 	case JSON_REAL:
-		snprintf(buf, sizeof(buf), "%.17g", json_real_value(v));
+		/* The shortest text that reads back as the same double: 0.1,
+		 * not 0.10000000000000001. */
+		for (int prec = 15; prec <= 17; prec++) {
+			snprintf(buf, sizeof(buf), "%.*g", prec, json_real_value(v));
+			if (strtod(buf, NULL) == json_real_value(v))
+				break;
+		}
 		*out = strdup(buf);
 		break;
 	case JSON_TRUE:
@@ -789,6 +870,14 @@ static bool op_parse(struct sqlop *op, json_t *root, bool from_rpc, char *err, s
 	if (from_rpc) {
 		op->write = true;
 		return op->sql != NULL;
+	}
+	for (int k = 0; k < 2; k++) {
+		json_t *b = json_object_get(root, k ? "wait" : "write");
+
+		if (b && !json_is_boolean(b) && !json_is_null(b)) {
+			snprintf(err, errlen, "\"%s\" must be true or false", k ? "wait" : "write");
+			return false;
+		}
 	}
 	op->write = json_is_true(json_object_get(root, "write"));
 	op->wait = json_is_true(json_object_get(root, "wait"));
@@ -904,9 +993,12 @@ static int rpc_start_call(void *ctx, const struct rpc_serve_call *call, rpc_repl
 	if (call->deadline_ms < op->timeout_ms)
 		op->timeout_ms = call->deadline_ms;
 	if (!s->in_primary || s->primary == NULL) {
-		op_fail(op, "database_unavailable", NULL, "node %s cannot write: %s", s->cfg->node,
-			s->in_primary ? "it has no PRIMARY_DATABASE_URL" :
-			"it is not in the primary region");
+		json_t *err = json_pack("{s:s,s:s,s:b}", "code", "database_unavailable",
+					"message", s->in_primary ?
+					"this node has no PRIMARY_DATABASE_URL" :
+					"this node is not in the primary region", "not_run", 1);
+
+		op_fail_with(op, err);
 		return 0;
 	}
 	*job = op;
@@ -948,6 +1040,9 @@ static struct pgpool *pool_open(struct sqlfront *s, const char *url, const char 
 		.size = 4,
 		.max_queue = 64,
 		.query_timeout_ms = TIMEOUT_MS_DEFAULT,
+		/* A backstop for statements whose caller gave up (their
+		 * connection was dropped): the server stops them too. */
+		.statement_timeout_ms = TIMEOUT_MS_MAX,
 		.connect_timeout_ms = 2000,
 		.seed = randombytes_random(),
 	};

@@ -138,6 +138,10 @@ sql_from f1 --write --wait 'insert into accounts (name) values ($1)' wait-r1-dow
 dt=$(($(date +%s%3N) - t0))
 check "replica stopped: write --wait says the replica is unavailable, fast ($SQL_RC, ${dt} ms, $SQL_ERR)" \
 	bash -c '[ "$0" = 3 ] && [ "$1" -lt 3000 ] && grep -q database_unavailable <<<"$2"' "$SQL_RC" "$dt" "$SQL_ERR"
+out=$(curl -s --max-time 30 "http://${AGENT_API[f1]}/v1/sql" \
+	-d '{"sql":"insert into accounts (name) values ($1) returning id","params":["c"],"write":true,"wait":true}')
+check "replica stopped: the failed wait still says the write committed, with its LSN and rows ($out)" \
+	jq -e '.error.code == "database_unavailable" and .committed == true and (.lsn | type == "string") and (.rows[0][0] | type == "number")' <<<"$out"
 pg_start "$AGENTS_DIR/r1" "$r1port" >/dev/null
 reads_ok() { sql_from f1 'select count(*) from accounts'; [ "$SQL_RC" = 0 ]; }
 check "replica back: reads recover" agents_wait_until 20 reads_ok
