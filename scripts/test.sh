@@ -34,7 +34,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 step "fuzz targets (clang, libFuzzer), ${fuzz_seconds}s each"
 CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DMERIDIAN_FUZZ=ON -DMERIDIAN_WERROR=ON >/dev/null
-targets=(fuzz_packet fuzz_state fuzz_seal fuzz_rpc fuzz_announce)
+targets=(fuzz_packet fuzz_state fuzz_seal fuzz_rpc fuzz_announce fuzz_pgoutput fuzz_replcopy)
 cmake --build build/fuzz -j"$jobs" --target "${targets[@]}"
 for t in "${targets[@]}"; do
 	corpus="$root/build/fuzz/corpus-$t"
