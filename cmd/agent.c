@@ -74,6 +74,7 @@
 
 #include "cmd/api.h"
 #include "cmd/commands.h"
+#include "cmd/changes.h"
 #include "cmd/config.h"
 #include "cmd/sql.h"
 #include "election/election.h"
@@ -113,6 +114,7 @@ struct agent {
 	struct events *events;
 	struct elect *elect;
 	struct sqlfront *sql;
+	struct changes *changes;
 	struct rpc_serve_ops rpc_ops;    /* sql.write, then the handlers */
 	char advertise[GOSSIP_ADDR_MAX + 1];
 
@@ -557,6 +559,8 @@ static void agent_stop(struct agent *a)
 	/* Answers the SQL requests still waiting, while the API can. */
 	sqlfront_close(a->sql);
 	a->sql = NULL;
+	changes_close(a->changes);
+	a->changes = NULL;
 	api_stop(a->api);
 	a->api = NULL;
 	rpc_handlers_close(a->handlers);
@@ -741,6 +745,10 @@ static void agent_stop_rpc(struct agent *a)
 	a->rpc_server = NULL;
 	sqlfront_close(a->sql);
 	a->sql = NULL;
+	changes_close(a->changes);
+	a->changes = NULL;
+	events_close(a->events);
+	a->events = NULL;
 	rpc_handlers_close(a->handlers);
 	a->handlers = NULL;
 }
@@ -786,7 +794,14 @@ static int rpc_start(struct agent *a)
 		LOG(LOG_ERROR, "agent", "cannot set up the databases");
 		return -EINVAL;
 	}
-	ops = sqlfront_rpc_ops(a->sql, rpc_handlers_ops(a->handlers));
+	a->events = events_new(&a->loop);
+	a->changes = a->events ? changes_new(&a->loop, a, &a->cfg, a->events) : NULL;
+	if (a->changes == NULL) {
+		LOG(LOG_ERROR, "agent", "cannot set up the event stream: out of memory");
+		return -ENOMEM;
+	}
+	/* changes.deliver, then sql.write, then the handlers. */
+	ops = changes_rpc_ops(a->changes, sqlfront_rpc_ops(a->sql, rpc_handlers_ops(a->handlers)));
 	a->rpc_ops = ops;
 	rc = rpc_server_new(&a->loop, a->tr, &scfg, &ops, a->rpc_metrics, &a->rpc_server);
 	if (rc == 0)
@@ -803,7 +818,14 @@ static void agent_kick(void *ctx)
 	transport_kick(a->tr);
 }
 
-/* The event stream and the election (cmd/elect.h). */
+static void agent_on_leading(void *ctx, bool leading, uint64_t term)
+{
+	struct agent *a = ctx;
+
+	changes_leading(a->changes, leading, term);
+}
+
+/* The election (cmd/elect.h); the event stream exists already. */
 static int election_start_up(struct agent *a)
 {
 	struct elect_env env = {
@@ -812,16 +834,14 @@ static int election_start_up(struct agent *a)
 		.cfg = &a->cfg,
 		.node_id = a->cfg.gossip.id,
 		.kick = agent_kick,
+		.on_leading = agent_on_leading,
 		.ctx = a,
 	};
 
-	a->events = events_new(&a->loop);
 	env.events = a->events;
-	a->elect = a->events ? elect_new(&env) : NULL;
+	a->elect = elect_new(&env);
 	if (a->elect == NULL) {
 		LOG(LOG_ERROR, "agent", "cannot start leader election");
-		events_close(a->events);
-		a->events = NULL;
 		return -ENOMEM;
 	}
 	return 0;
@@ -833,6 +853,11 @@ static void agent_stop_election(struct agent *a)
 	a->elect = NULL;
 	events_close(a->events);
 	a->events = NULL;
+}
+
+struct changes *agent_changes(struct agent *a)
+{
+	return a->stopping ? NULL : a->changes;
 }
 
 /* Prints why the configuration was refused; returns the exit code. */

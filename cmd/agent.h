@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cmd/changes.h"
 #include "cmd/elect.h"
 #include "cmd/events.h"
 #include "cmd/sql.h"
@@ -81,6 +82,8 @@ struct elect *agent_elect(struct agent *a);
 struct events *agent_events(struct agent *a);
 /* Reads and writes (cmd/sql.h); NULL once the agent is stopping. */
 struct sqlfront *agent_sql(struct agent *a);
+/* The leader's replication fan-out (cmd/changes.h); NULL once stopping. */
+struct changes *agent_changes(struct agent *a);
 
 /* This node's name and region. */
 const char *agent_node(const struct agent *a);

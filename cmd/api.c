@@ -39,6 +39,7 @@
 #include <sodium.h>
 
 #include "cmd/agent.h"
+#include "cmd/changes.h"
 #include "cmd/config.h"
 #include "cmd/elect.h"
 #include "cmd/events.h"
@@ -288,6 +289,24 @@ static json_t *primary_conflict_json(const struct region_table *t)
 	return arr;
 }
 
+/* The leader's consumer, for `meridian info`; null elsewhere. */
+static json_t *replication_json(struct agent *a)
+{
+	struct changes_stats s;
+
+	if (agent_changes(a) == NULL)
+		return json_null();
+	changes_stats_get(agent_changes(a), &s);
+	if (!s.consuming && s.outbox_txns == 0)
+		return json_null();
+	return json_pack("{s:b,s:I,s:f,s:I,s:I,s:I}", "consuming", s.consuming, "lag_bytes",
+			 (json_int_t)(s.server_lsn > s.confirmed_lsn && s.confirmed_lsn ?
+				      s.server_lsn - s.confirmed_lsn : 0),
+			 "lag_seconds", s.lag_seconds, "outbox_transactions",
+			 (json_int_t)s.outbox_txns, "transactions", (json_int_t)s.txns_in,
+			 "changes", (json_int_t)s.events_in);
+}
+
 static void route_self(struct api *api, struct http_request *req)
 {
 	struct agent *a = api->agent;
@@ -305,7 +324,7 @@ static void route_self(struct api *api, struct http_request *req)
 	/* A NULL for "o" makes json_pack fail: out of memory answers 500. */
 	respond_json(req, 200,
 		     json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:I,s:s,s:{s:i,s:i},s:s,s:o,"
-			       "s:{s:I,s:I,s:I,s:I},s:b,s:b,s:o,s:o,s:s?,s:o}",
+			       "s:{s:I,s:I,s:I,s:I},s:b,s:b,s:o,s:o,s:o,s:s?,s:o}",
 			       "name", gossip_member_name(self),
 			       "addr", gossip_member_addr(self),
 			       "region", region,
@@ -326,6 +345,7 @@ static void route_self(struct api *api, struct http_request *req)
 			       "leaving", agent_leaving(a),
 			       "leader", agent_elect(a) ? elect_leader_json(agent_elect(a)) :
 					 json_null(),
+			       "replication", replication_json(a),
 			       "regions", regions_json(rt),
 			       "cluster_primary_region", region_cluster_primary(rt),
 			       "primary_conflict", primary_conflict_json(rt)),
@@ -355,7 +375,13 @@ static void route_events(struct api *api, struct http_request *req,
 		respond_error(req, 503, "unavailable", NULL, "the agent is stopping");
 		return;
 	}
-	if (http_query_get(v->query, "types", types, sizeof(types)) && types[0] == '\0') {
+	/* ?changes=1 is the short form of types=change. */
+	if (http_query_get(v->query, "changes", types, sizeof(types)) && strcmp(types, "1") == 0)
+		snprintf(types, sizeof(types), "change");
+	else
+		types[0] = '\0';
+	if (types[0] == '\0' && http_query_get(v->query, "types", types, sizeof(types)) &&
+	    types[0] == '\0') {
 		respond_error(req, 400, "bad_request", NULL, "types: one or more of member, "
 			      "leader, change, comma-separated");
 		return;
@@ -499,6 +525,41 @@ static void sql_metrics(FILE *f, struct sqlfront *sql)
 	fprintf(f, "meridian_replica_lag_seconds %.3f\n", s.lag_seconds);
 }
 
+static void changes_metrics(FILE *f, struct changes *ch)
+{
+	struct changes_stats s;
+
+	changes_stats_get(ch, &s);
+	metric_one(f, "meridian_replication_consuming", "gauge",
+		   "1 while this node (the leader) consumes the logical slot.", s.consuming);
+	metric_one(f, "meridian_replication_transactions_total", "counter",
+		   "Transactions read from the slot by this node as leader.", s.txns_in);
+	metric_one(f, "meridian_replication_changes_total", "counter",
+		   "Changes read from the slot by this node as leader.", s.events_in);
+	metric_one(f, "meridian_replication_outbox_transactions", "gauge",
+		   "Transactions buffered, not yet acknowledged by every member.", s.outbox_txns);
+	metric_one(f, "meridian_replication_outbox_bytes", "gauge",
+		   "Bytes of those transactions.", s.outbox_bytes);
+	metric_one(f, "meridian_replication_lag_bytes", "gauge",
+		   "The server's WAL end less the position confirmed to the slot (leader).",
+		   s.server_lsn > s.confirmed_lsn && s.confirmed_lsn ? s.server_lsn - s.confirmed_lsn :
+		   0);
+	metric_head(f, "meridian_replication_lag_seconds", "gauge",
+		    "Age of the oldest commit not yet acknowledged by every member (leader; -1 "
+		    "when not leading).");
+	fprintf(f, "meridian_replication_lag_seconds %.3f\n", s.lag_seconds);
+	metric_one(f, "meridian_replication_slot_busy_total", "counter",
+		   "Times the slot was still held by a previous consumer (55006).", s.slot_busy);
+	metric_one(f, "meridian_replication_pauses_total", "counter",
+		   "Times the consumer paused on a full outbox.", s.pauses);
+	metric_one(f, "meridian_changes_delivered_total", "counter",
+		   "Change events delivered to this node's subscribers.", s.delivered);
+	metric_one(f, "meridian_changes_duplicates_total", "counter",
+		   "Transactions received again after a leader change, dropped.", s.duplicates);
+	metric_one(f, "meridian_changes_stale_total", "counter",
+		   "Batches refused from a deposed leader's older term.", s.stale);
+}
+
 static void route_metrics(struct api *api, struct http_request *req)
 {
 	static const struct {
@@ -620,6 +681,8 @@ static void route_metrics(struct api *api, struct http_request *req)
 		election_metrics(f, agent_elect(a));
 	if (agent_sql(a))
 		sql_metrics(f, agent_sql(a));
+	if (agent_changes(a))
+		changes_metrics(f, agent_changes(a));
 	if (agent_events(a)) {
 		struct events_stats es;
 

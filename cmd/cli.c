@@ -639,6 +639,16 @@ static void info_text(json_t *self)
 	} else {
 		info_line("leader", "none");
 	}
+	if (json_is_object(json_object_get(self, "replication"))) {
+		json_t *r = json_object_get(self, "replication");
+
+		snprintf(buf, sizeof(buf), "%s, lag %lld bytes / %.3f s, %lld transactions "
+			 "buffered", json_is_true(json_object_get(r, "consuming")) ? "consuming" :
+			 "paused", (long long)json_integer_value(json_object_get(r, "lag_bytes")),
+			 json_number_value(json_object_get(r, "lag_seconds")),
+			 (long long)json_integer_value(json_object_get(r, "outbox_transactions")));
+		info_line("replication", buf);
+	}
 }
 
 int cmd_info(int argc, char **argv)
@@ -1098,7 +1108,7 @@ int cmd_leader(int argc, char **argv)
 /* ---- meridian watch ---- */
 
 static const char watch_usage[] =
-	"usage: meridian watch [--json] [--types T[,T...]] [--api ADDR] [--timeout D]\n";
+	"usage: meridian watch [--json] [--changes | --types T[,T...]] [--api ADDR] [--timeout D]\n";
 
 static const char watch_help[] =
 	"\n"
@@ -1108,7 +1118,11 @@ static const char watch_help[] =
 	"event; with --json the event's JSON object.  Exits 3 when the agent closes the\n"
 	"stream (it stopped), 1 when it cut this watcher off (too slow to read).\n"
 	"\n"
-	"  --types T      only these types, comma-separated: member, leader\n"
+	"  --changes      only change events: one per row inserted, updated or deleted\n"
+	"                 (or table truncated) in the primary database, fanned out by the\n"
+	"                 leader to every region: {\"lsn\",\"xid\",\"table\",\"op\",\"new\",\n"
+	"                 \"old\",\"commit_time\",\"term\"}; at least once, in commit order\n"
+	"  --types T      only these types, comma-separated: member, leader, change\n"
 	"  --json         one JSON object per line\n"
 	"  --api ADDR     the agent's API (default: $MERIDIAN_API, else " API_DEFAULT ")\n"
 	"  --timeout D    how long to wait for the agent to answer (default 10s)\n";
@@ -1214,11 +1228,12 @@ static int watch_chunk(void *ctx, const char *data, size_t len)
 int cmd_watch(int argc, char **argv)
 {
 	const char *api = NULL, *timeout = NULL, *types = NULL;
-	bool help = false;
+	bool help = false, changes = false;
 	struct watch w = { 0 };
 	const struct flag flags[] = {
 		{ "api", FLAG_STRING, &api },
 		{ "json", FLAG_BOOL, &w.json },
+		{ "changes", FLAG_BOOL, &changes },
 		{ "types", FLAG_STRING, &types },
 		{ "timeout", FLAG_STRING, &timeout },
 	};
@@ -1237,6 +1252,13 @@ int cmd_watch(int argc, char **argv)
 	if (rc)
 		return rc;
 	snprintf(path, sizeof(path), "/v1/events");
+	if (changes && types) {
+		fprintf(stderr, "meridian watch: give --changes or --types, not both\n%s",
+			watch_usage);
+		return EXIT_USAGE;
+	}
+	if (changes)
+		types = "change";
 	if (types) {
 		if (url_encode(types, enc, sizeof(enc)) != 0) {
 			fprintf(stderr, "meridian watch: --types is too long\n%s", watch_usage);

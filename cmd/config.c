@@ -79,6 +79,13 @@ static const char usage_text[] =
 "                           a primary-region node reads from the primary\n"
 "  --replica-lag-timeout D  longest wait for the replica to replay a write (5s;\n"
 "                           at most 5m): `sql --wait`, min_lsn\n"
+"  --replication-mode M     the leader's consumer of the logical slot: stream\n"
+"                           (replication protocol; the default with a primary\n"
+"                           database), poll (SQL functions, for databases that\n"
+"                           refuse replication connections) or off\n"
+"  --slot NAME              logical replication slot, created if missing (meridian)\n"
+"  --publication NAME       publication, created FOR ALL TABLES if missing\n"
+"                           (meridian)\n"
 "  --election B             leader election backend: postgres (a lease row in the\n"
 "                           primary database; the default when one is given) or\n"
 "                           gossip (no database; not partition-safe)\n"
@@ -261,6 +268,7 @@ struct raw {
 	const char *leave_timeout, *drain_timeout, *rpc_upstream, *rpc_max_inflight;
 	const char *primary_database_url, *database_url, *election, *lease, *lease_renew;
 	const char *lease_guard, *lease_name, *on_leader, *replica_lag_timeout;
+	const char *replication_mode, *slot, *publication;
 	const char *handler_v[RPC_HANDLERS_MAX];
 	struct flag_list handlers;
 	const char *join_v[CONFIG_SEEDS_MAX];
@@ -311,6 +319,9 @@ static int raw_parse(struct config *c, struct raw *r, int argc, char **argv)
 		{ "lease-name", FLAG_STRING, &r->lease_name },
 		{ "on-leader", FLAG_STRING, &r->on_leader },
 		{ "replica-lag-timeout", FLAG_STRING, &r->replica_lag_timeout },
+		{ "replication-mode", FLAG_STRING, &r->replication_mode },
+		{ "slot", FLAG_STRING, &r->slot },
+		{ "publication", FLAG_STRING, &r->publication },
 		{ "log-level", FLAG_STRING, &r->log_level },
 		{ "log-format", FLAG_STRING, &r->log_format },
 		{ "dev", FLAG_BOOL, &r->dev },
@@ -626,6 +637,37 @@ static int election_parse(struct config *c, const struct raw *r, const struct co
 		return usage_error(c, "--lease-name: \"%s\" is not 1 to %d of A-Z a-z 0-9 . _ -",
 				   name, CONFIG_LEASE_NAME_MAX);
 	memcpy(c->lease_name, name, strlen(name) + 1);
+	/* The leader's replication consumer: on with a primary database. */
+	c->replication = c->primary_database_url ? CONFIG_REPL_STREAM : CONFIG_REPL_OFF;
+	if (r->replication_mode) {
+		if (strcmp(r->replication_mode, "stream") == 0)
+			c->replication = CONFIG_REPL_STREAM;
+		else if (strcmp(r->replication_mode, "poll") == 0)
+			c->replication = CONFIG_REPL_POLL;
+		else if (strcmp(r->replication_mode, "off") == 0)
+			c->replication = CONFIG_REPL_OFF;
+		else
+			return usage_error(c, "--replication-mode: \"%s\" is not stream, poll or off",
+					   r->replication_mode);
+		if (c->replication != CONFIG_REPL_OFF && c->primary_database_url == NULL)
+			return usage_error(c, "--replication-mode %s needs the primary database: "
+					   "--primary-database-url or PRIMARY_DATABASE_URL",
+					   r->replication_mode);
+	}
+	for (int k = 0; k < 2; k++) {
+		const char *v = k ? r->publication : r->slot;
+		char *out = k ? c->publication : c->slot;
+		size_t n;
+
+		if (v == NULL)
+			v = "meridian";
+		n = strlen(v);
+		if (n == 0 || n > CONFIG_PG_NAME_MAX || strspn(v, "abcdefghijklmnopqrstuvwxyz"
+							   "0123456789_") != n)
+			return usage_error(c, "--%s: \"%.80s\" is not 1 to %d of a-z 0-9 _",
+					   k ? "publication" : "slot", v, CONFIG_PG_NAME_MAX);
+		memcpy(out, v, n + 1);
+	}
 	if (r->on_leader && r->on_leader[0] == '\0')
 		return usage_error(c, "--on-leader: the command is empty");
 	c->on_leader = r->on_leader;

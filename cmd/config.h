@@ -43,6 +43,11 @@
 #define CONFIG_LEASE_MS_MAX (3600 * 1000)
 #define CONFIG_LEASE_NAME_MAX 63
 #define CONFIG_REPLICA_LAG_TIMEOUT_MS_DEFAULT 5000
+#define CONFIG_PG_NAME_MAX 63
+/* --replication-mode: the leader's consumer of the logical slot. */
+#define CONFIG_REPL_OFF 0
+#define CONFIG_REPL_STREAM 1
+#define CONFIG_REPL_POLL 2
 #define CONFIG_REPLICA_LAG_TIMEOUT_MS_MAX (300 * 1000)
 #define CONFIG_PRIORITY_MAX 1000000
 #define CONFIG_PRIORITY_TAG "priority"   /* lower leads first (gossip election) */
@@ -107,6 +112,9 @@ struct config {
 						   PRIMARY_DATABASE_URL; NULL: none */
 	const char *database_url;               /* --database-url, DATABASE_URL */
 	uint64_t replica_lag_timeout_ms;        /* --replica-lag-timeout (5s) */
+	int replication;                        /* --replication-mode: CONFIG_REPL_* */
+	char slot[CONFIG_PG_NAME_MAX + 1];      /* --slot (meridian) */
+	char publication[CONFIG_PG_NAME_MAX + 1];   /* --publication (meridian) */
 	int election;                           /* CONFIG_ELECTION_* */
 	uint64_t lease_ms;                      /* --lease (5s) */
 	uint64_t lease_renew_ms;                /* --lease-renew (1s) */

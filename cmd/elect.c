@@ -330,7 +330,11 @@ static void op_on_role(void *ctx, enum election_role from, enum election_role to
 		LOG(LOG_NOTICE, "election", "this node is now the leader (term %llu, %s)",
 		    (unsigned long long)term, election_backend_name(x->env.cfg->election));
 		hook_start(x, term);
+		if (x->env.on_leading)
+			x->env.on_leading(x->env.ctx, true, term);
 	} else if (from == ELECTION_LEADER) {
+		if (x->env.on_leading)
+			x->env.on_leading(x->env.ctx, false, term);
 		LOG(why == ELECTION_WHY_LEAVING ? LOG_NOTICE : LOG_WARNING, "election",
 		    "this node stepped down as leader (term %llu): %s", (unsigned long long)term,
 		    election_why_name(why));

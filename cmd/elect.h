@@ -39,6 +39,9 @@ struct elect_env {
 	uint64_t node_id;             /* this process's identity (lease holder id) */
 	struct events *events;        /* leader events; may be NULL */
 	void (*kick)(void *ctx);      /* after publishing user data: flush now */
+	/* This node started (@leading) or stopped leading under @term; may
+	 * be NULL.  Called from inside the machine: must not call back. */
+	void (*on_leading)(void *ctx, bool leading, uint64_t term);
 	void *ctx;
 };
 

@@ -993,12 +993,12 @@ static int rpc_start_call(void *ctx, const struct rpc_serve_call *call, rpc_repl
 	if (call->deadline_ms < op->timeout_ms)
 		op->timeout_ms = call->deadline_ms;
 	if (!s->in_primary || s->primary == NULL) {
-		json_t *err = json_pack("{s:s,s:s,s:b}", "code", "database_unavailable",
-					"message", s->in_primary ?
-					"this node has no PRIMARY_DATABASE_URL" :
-					"this node is not in the primary region", "not_run", 1);
+		json_t *e = json_pack("{s:s,s:s,s:b}", "code", "database_unavailable",
+				      "message", s->in_primary ?
+				      "this node has no PRIMARY_DATABASE_URL" :
+				      "this node is not in the primary region", "not_run", 1);
 
-		op_fail_with(op, err);
+		op_fail_with(op, e);
 		return 0;
 	}
 	*job = op;

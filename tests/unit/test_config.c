@@ -1010,6 +1010,9 @@ START_TEST(election_backend_and_lease)
 	ck_assert_str_eq(c.lease_name, "meridian");
 	ck_assert_ptr_null(c.on_leader);
 	ck_assert_uint_eq(c.replica_lag_timeout_ms, 5000);
+	ck_assert_int_eq(c.replication, CONFIG_REPL_OFF);
+	ck_assert_str_eq(c.slot, "meridian");
+	ck_assert_str_eq(c.publication, "meridian");
 
 	/* A primary database makes postgres the default; the flag wins. */
 	env_set(&e, "PRIMARY_DATABASE_URL", "postgresql://db/app");
@@ -1017,6 +1020,7 @@ START_TEST(election_backend_and_lease)
 	rc = parse_s(&c, &e, "--node", "n", NULL);
 	ck_assert_int_eq(rc, 0);
 	ck_assert_int_eq(c.election, CONFIG_ELECTION_POSTGRES);
+	ck_assert_int_eq(c.replication, CONFIG_REPL_STREAM);
 	ck_assert_str_eq(c.primary_database_url, "postgresql://db/app");
 	ck_assert_str_eq(c.database_url, "postgresql://replica/app");
 	rc = parse_s(&c, &e, "--node", "n", "--election", "gossip", "--primary-database-url",
@@ -1048,6 +1052,12 @@ START_TEST(election_backend_and_lease)
 	assert_usage_error(&c, rc, "--lease-renew (2000 ms) must be shorter");
 	rc = parse_s(&c, &e, "--node", "n", "--lease-name", "a b", NULL);
 	assert_usage_error(&c, rc, "--lease-name");
+	rc = parse_s(&c, &e, "--node", "n", "--replication-mode", "poll", NULL);
+	assert_usage_error(&c, rc, "--replication-mode poll needs the primary database");
+	rc = parse_s(&c, &e, "--node", "n", "--replication-mode", "fast", NULL);
+	assert_usage_error(&c, rc, "--replication-mode: \"fast\"");
+	rc = parse_s(&c, &e, "--node", "n", "--slot", "Bad-Name", NULL);
+	assert_usage_error(&c, rc, "--slot");
 	rc = parse_s(&c, &e, "--node", "n", "--replica-lag-timeout", "6m", NULL);
 	assert_usage_error(&c, rc, "--replica-lag-timeout");
 	rc = parse_s(&c, &e, "--node", "n", "--on-leader", "", NULL);
@@ -1068,7 +1078,7 @@ START_TEST(usage_lists_every_flag)
 		"reconnect-timeout", "tag", "leave-timeout", "handler", "rpc-upstream",
 		"rpc-max-inflight", "drain-timeout", "primary-database-url", "database-url",
 		"election", "lease", "lease-renew", "lease-guard", "lease-name", "on-leader",
-		"replica-lag-timeout",
+		"replica-lag-timeout", "replication-mode", "slot", "publication",
 		"log-level", "log-format", "dev", "help",
 	};
 	const char *u = config_usage();

@@ -1,0 +1,721 @@
+/*
+ * cmd/changes.c - the leader's replication consumer and the fan-out of
+ * change events (cmd/changes.h says what they promise).
+ *
+ * Sequence numbers.  Every transaction the leader buffers in one
+ * leadership gets the next seq; the outbox holds seq base..next-1.  A
+ * peer's cursor is the seq of the next transaction to send it; acked is
+ * one past the last it acknowledged.  Confirming to Postgres = the commit
+ * position of seq (min acked over counted peers) - 1; the outbox is
+ * trimmed to that.
+ */
+#include "cmd/changes.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cmd/agent.h"
+#include "lib/clock.h"
+#include "lib/log.h"
+#include "region/handlers.h"
+#include "region/region.h"
+#include "region/rpc.h"
+#include "storage/lsn.h"
+#include "storage/pgoutput.h"
+#include "storage/replication.h"
+
+#define TICK_MS 50                  /* member refresh, retries, pause/resume */
+#define DELIVER_DEADLINE_MS 10000
+#define RETRY_MIN_MS 100
+#define RETRY_MAX_MS 2000
+#define PEERS_MAX 4096
+
+struct txn {
+	uint64_t commit_lsn;          /* start of the commit record (dedupe, order) */
+	uint64_t confirm_lsn;         /* what to confirm to the slot */
+	int64_t commit_time_us;       /* Unix */
+	char *json;                   /* {"lsn":..,"xid":..,"events":[...]} */
+	size_t len;
+};
+
+struct peer {
+	char name[GOSSIP_NAME_MAX + 1];
+	char addr[GOSSIP_ADDR_MAX + 1];
+	bool self, inflight, gone, seen;
+	uint64_t next, acked, sent_to; /* seqs */
+	uint64_t retry_at;
+	uint32_t failures;
+};
+
+struct changes {
+	uv_loop_t *loop;
+	struct agent *a;
+	const struct config *cfg;
+	struct events *events;
+	uv_timer_t tick;
+	bool closing;
+	struct rpc_serve_ops next;
+
+	/* leader side */
+	bool leading, paused;
+	uint64_t term;
+	struct repl *repl;
+	struct pgoutput *dec;
+	bool in_txn, skipping;
+	uint32_t xid;
+	int64_t commit_time_us;
+	uint64_t final_lsn;
+	char *cur;                    /* the transaction's events, JSON text so far */
+	size_t cur_len, cur_cap, cur_events;
+	struct txn *out;              /* ring: seq base..next-1 at out[(seq) % cap] */
+	size_t cap;
+	uint64_t base, next_seq;
+	size_t out_bytes;
+	uint64_t last_buffered;       /* commit_lsn of the newest transaction buffered */
+	uint64_t confirmed;
+	struct peer *peers;
+	size_t npeers;
+
+	/* member side */
+	uint64_t last_delivered;      /* commit_lsn */
+	uint64_t max_term;
+
+	uint64_t txns_in, events_in, pauses, delivered, duplicates, stale, slot_busy;
+};
+
+/* ------------------------------------------------------------------ */
+/* Member side: changes.deliver                                        */
+/* ------------------------------------------------------------------ */
+
+/* Delivers one batch (JSON text of [{"term","leader","txns":[...]}]);
+ * answers into @ack. */
+static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t errlen,
+			 uint64_t *acked)
+{
+	json_t *term = json_object_get(batch, "term"), *txns = json_object_get(batch, "txns");
+	size_t i, j;
+	json_t *t, *ev;
+
+	if (!json_is_integer(term) || !json_is_array(txns)) {
+		snprintf(err, errlen, "expected {\"term\":N,\"txns\":[...]}");
+		return -EINVAL;
+	}
+	if ((uint64_t)json_integer_value(term) < c->max_term) {
+		c->stale++;
+		snprintf(err, errlen, "stale term %lld: term %llu leads now",
+			 (long long)json_integer_value(term), (unsigned long long)c->max_term);
+		return -ESTALE;
+	}
+	c->max_term = (uint64_t)json_integer_value(term);
+	json_array_foreach(txns, i, t) {
+		uint64_t lsn;
+		const char *s = json_string_value(json_object_get(t, "commit_lsn"));
+
+		if (s == NULL || lsn_parse(s, &lsn) != 0) {
+			snprintf(err, errlen, "txns[%zu]: no commit_lsn", i);
+			return -EINVAL;
+		}
+		if (lsn <= c->last_delivered) {
+			c->duplicates++;
+			continue;
+		}
+		json_array_foreach(json_object_get(t, "events"), j, ev) {
+			json_object_set_new(ev, "term", json_integer(json_integer_value(term)));
+			events_publish(c->events, "change", json_incref(ev));
+			c->delivered++;
+		}
+		c->last_delivered = lsn;
+	}
+	*acked = c->last_delivered;
+	return 0;
+}
+
+static int rpc_start_call(void *ctx, const struct rpc_serve_call *call, rpc_reply_fn reply,
+			  void *reply_ctx, void **job)
+{
+	struct changes *c = ctx;
+	struct rpc_serve_reply r = { .error = RPC_E_NONE };
+	char *json = NULL, err[256] = "", out[64], lsn[LSN_STR_MAX];
+	json_t *args;
+	uint64_t acked = 0;
+	int rc;
+
+	if (strcmp(call->method, CHANGES_METHOD) != 0)
+		return c->next.start(c->next.ctx, call, reply, reply_ctx, job);
+	*job = NULL;
+	rc = rpc_args_to_json(call->args, call->args_len, &json, NULL, err, sizeof(err));
+	args = rc == 0 ? json_loads(json, JSON_ALLOW_NUL, NULL) : NULL;
+	free(json);
+	rc = args ? deliver_batch(c, json_array_get(args, 0), err, sizeof(err), &acked) : -EINVAL;
+	json_decref(args);
+	if (rc != 0) {
+		r.error = rc == -ESTALE ? RPC_E_UNAVAILABLE : RPC_E_BAD_REQUEST;
+		r.message = *err ? err : "changes.deliver: bad arguments";
+		reply(reply_ctx, &r);
+		return 0;
+	}
+	lsn_format(acked, lsn);
+	snprintf(out, sizeof(out), "{\"acked\":\"%s\"}", lsn);
+	r.result = (const uint8_t *)out;
+	r.result_len = strlen(out);
+	reply(reply_ctx, &r);
+	return 0;
+}
+
+static void rpc_cancel_call(void *ctx, void *job)
+{
+	struct changes *c = ctx;
+
+	c->next.cancel(c->next.ctx, job);   /* ours answer at once: never a job */
+}
+
+struct rpc_serve_ops changes_rpc_ops(struct changes *c, struct rpc_serve_ops next)
+{
+	c->next = next;
+	return (struct rpc_serve_ops){ .ctx = c, .start = rpc_start_call,
+				       .cancel = rpc_cancel_call };
+}
+
+/* ------------------------------------------------------------------ */
+/* Leader side: the outbox                                             */
+/* ------------------------------------------------------------------ */
+
+static struct txn *txn_at(struct changes *c, uint64_t seq)
+{
+	return &c->out[seq % c->cap];
+}
+
+static void outbox_clear(struct changes *c)
+{
+	for (uint64_t s = c->base; s < c->next_seq; s++)
+		free(txn_at(c, s)->json);
+	c->base = c->next_seq = 0;
+	c->out_bytes = 0;
+	c->npeers = 0;
+	free(c->cur);
+	c->cur = NULL;
+	c->cur_len = c->cur_cap = c->cur_events = 0;
+	c->in_txn = c->skipping = false;
+}
+
+static bool cur_append(struct changes *c, const char *s, size_t n)
+{
+	if (c->cur_len + n + 1 > c->cur_cap) {
+		size_t cap = c->cur_cap ? c->cur_cap * 2 : 4096;
+		char *p;
+
+		while (cap < c->cur_len + n + 1)
+			cap *= 2;
+		if (cap > CHANGES_TXN_BYTES + 4096)
+			return false;
+		p = realloc(c->cur, cap);
+		if (p == NULL)
+			return false;
+		c->cur = p;
+		c->cur_cap = cap;
+	}
+	memcpy(c->cur + c->cur_len, s, n);
+	c->cur_len += n;
+	c->cur[c->cur_len] = '\0';
+	return true;
+}
+
+static void consumer_stop(struct changes *c)
+{
+	repl_stop(c->repl);
+	c->repl = NULL;
+	if (c->dec)
+		pgoutput_reset(c->dec);
+	free(c->cur);
+	c->cur = NULL;
+	c->cur_len = c->cur_cap = c->cur_events = 0;
+	c->in_txn = c->skipping = false;
+}
+
+static void consumer_start(struct changes *c);
+
+/* One whole transaction into the outbox. */
+static void txn_commit(struct changes *c, uint64_t commit_lsn, uint64_t confirm_lsn)
+{
+	char lsn[LSN_STR_MAX], *json;
+	struct txn *t;
+	int n;
+
+	lsn_format(commit_lsn, lsn);
+	n = asprintf(&json, "{\"commit_lsn\":\"%s\",\"xid\":%u,\"events\":[%s]}", lsn, c->xid,
+		     c->cur ? c->cur : "");
+	c->cur_len = c->cur_events = 0;
+	if (c->cur)
+		c->cur[0] = '\0';
+	if (n < 0) {
+		LOG(LOG_ERROR, "changes", "out of memory buffering a transaction: restarting the "
+		    "consumer from the confirmed position");
+		consumer_stop(c);
+		c->paused = true;
+		return;
+	}
+	if (c->next_seq - c->base == c->cap) {
+		size_t cap = c->cap ? c->cap * 2 : 1024;
+		struct txn *o = calloc(cap, sizeof(*o));
+
+		if (o == NULL) {
+			free(json);
+			consumer_stop(c);
+			c->paused = true;
+			return;
+		}
+		for (uint64_t s = c->base; s < c->next_seq; s++)
+			o[s % cap] = *txn_at(c, s);
+		free(c->out);
+		c->out = o;
+		c->cap = cap;
+	}
+	t = txn_at(c, c->next_seq++);
+	*t = (struct txn){ .commit_lsn = commit_lsn, .confirm_lsn = confirm_lsn,
+			   .commit_time_us = c->commit_time_us, .json = json, .len = (size_t)n };
+	c->out_bytes += (size_t)n;
+	c->last_buffered = commit_lsn;
+	c->txns_in++;
+	if (c->out_bytes > CHANGES_OUTBOX_BYTES || c->next_seq - c->base > CHANGES_OUTBOX_TXNS) {
+		LOG(LOG_WARNING, "changes", "outbox full (%zu transactions, %zu bytes) waiting for "
+		    "slow members: pausing the consumer", (size_t)(c->next_seq - c->base),
+		    c->out_bytes);
+		c->pauses++;
+		consumer_stop(c);
+		c->paused = true;
+	}
+}
+
+static void on_message(void *ctx, uint64_t lsn, const uint8_t *data, size_t len)
+{
+	struct changes *c = ctx;
+	struct pgoutput_msg m;
+	char lsntext[LSN_STR_MAX], err[200];
+	json_t *ev;
+	char *s;
+
+	if (pgoutput_decode(c->dec, data, len, &m) != 0) {
+		LOG_RATELIMITED(LOG_ERROR, "changes", "undecodable pgoutput message at %llX: %s; "
+				"restarting the consumer", (unsigned long long)lsn,
+				pgoutput_error(c->dec));
+		consumer_stop(c);
+		c->paused = true;   /* the tick starts it again */
+		return;
+	}
+	switch (m.kind) {
+	case PGOUTPUT_BEGIN:
+		c->in_txn = true;
+		c->xid = m.begin.xid;
+		c->final_lsn = m.begin.final_lsn;
+		c->commit_time_us = pgoutput_time_to_unix_us(m.begin.commit_time);
+		/* Already buffered in this leadership (the consumer was
+		 * restarted after a pause): skip it whole. */
+		c->skipping = c->final_lsn <= c->last_buffered;
+		break;
+	case PGOUTPUT_COMMIT:
+		if (!c->skipping && c->in_txn)
+			txn_commit(c, m.commit.commit_lsn, lsn);
+		c->in_txn = c->skipping = false;
+		break;
+	case PGOUTPUT_INSERT:
+	case PGOUTPUT_UPDATE:
+	case PGOUTPUT_DELETE:
+	case PGOUTPUT_TRUNCATE:
+		if (c->skipping || !c->in_txn)
+			break;
+		/* The election's own lease row is in every FOR ALL TABLES
+		 * publication and changes every renewal: not the
+		 * application's news. */
+		if (m.kind != PGOUTPUT_TRUNCATE && m.change.rel &&
+		    strcmp(m.change.rel->relname, "meridian_lease") == 0)
+			break;
+		lsn_format(lsn, lsntext);
+		if (pgoutput_change_json(&m, lsntext, c->xid, c->commit_time_us, &ev, err,
+					 sizeof(err)) != 0) {
+			LOG_RATELIMITED(LOG_ERROR, "changes", "a change at %s cannot be sent as JSON: "
+					"%s (skipped)", lsntext, err);
+			break;
+		}
+		s = json_dumps(ev, JSON_COMPACT);
+		json_decref(ev);
+		if (s == NULL || !(c->cur_events == 0 || cur_append(c, ",", 1)) ||
+		    !cur_append(c, s, strlen(s))) {
+			free(s);
+			LOG(LOG_ERROR, "changes", "transaction %u is larger than %u bytes of changes: "
+			    "its changes are not fanned out", c->xid, CHANGES_TXN_BYTES);
+			c->skipping = true;
+			break;
+		}
+		free(s);
+		c->cur_events++;
+		c->events_in++;
+		break;
+	default:
+		break;
+	}
+}
+
+static void on_state(void *ctx, enum repl_state state, const char *detail)
+{
+	struct changes *c = ctx;
+
+	if (state == REPL_SLOT_BUSY) {
+		c->slot_busy++;
+		LOG(LOG_NOTICE, "changes", "slot %s still held by the previous consumer (%s); "
+		    "retrying with a short backoff", c->cfg->slot, detail);
+	} else if (state == REPL_STREAMING) {
+		LOG(LOG_NOTICE, "changes", "consuming slot %s (term %llu)", c->cfg->slot,
+		    (unsigned long long)c->term);
+	} else if (state == REPL_ERROR) {
+		LOG_RATELIMITED(LOG_WARNING, "changes", "replication: %s", detail);
+	}
+}
+
+static void consumer_start(struct changes *c)
+{
+	struct repl_config rc = {
+		.conninfo = c->cfg->primary_database_url,
+		.slot = c->cfg->slot,
+		.publication = c->cfg->publication,
+		.mode = c->cfg->replication == CONFIG_REPL_POLL ? REPL_POLL : REPL_STREAM,
+		.application_name = "meridian-replication",
+		.seed = randombytes_random(),
+	};
+	struct repl_callbacks cb = { .on_message = on_message, .on_state = on_state, .ctx = c };
+	char err[256] = "";
+
+	if (c->dec == NULL)
+		c->dec = pgoutput_new();
+	c->paused = false;
+	c->repl = c->dec ? repl_start(c->loop, &rc, &cb, err, sizeof(err)) : NULL;
+	if (c->repl == NULL) {
+		LOG_RATELIMITED(LOG_ERROR, "changes", "cannot start the replication consumer: %s",
+				*err ? err : "out of memory");
+		c->paused = true;
+	}
+}
+
+/* ------------------------------------------------------------------ */
+/* Leader side: peers                                                  */
+/* ------------------------------------------------------------------ */
+
+static void peer_send(struct changes *c, struct peer *p);
+
+/* Alive members join (counting from the next transaction); members that
+ * failed or left stop counting. */
+static void peers_refresh(struct changes *c)
+{
+	const struct region_table *t = agent_regions(c->a);
+	size_t n = region_member_count(t);
+
+	for (size_t i = 0; i < c->npeers; i++)
+		c->peers[i].seen = false;
+	for (size_t i = 0; i < n; i++) {
+		const struct region_member *m = region_member_at(t, i);
+		bool live = m->status == GOSSIP_ALIVE || m->status == GOSSIP_SUSPECT;
+		size_t j;
+
+		for (j = 0; j < c->npeers; j++)
+			if (strcmp(c->peers[j].name, m->name) == 0)
+				break;
+		if (j < c->npeers) {
+			c->peers[j].seen = live;
+			continue;
+		}
+		if (!live || c->npeers == PEERS_MAX)
+			continue;
+		if (c->npeers % 64 == 0) {
+			struct peer *np = realloc(c->peers, (c->npeers + 64) * sizeof(*np));
+
+			if (np == NULL)
+				continue;
+			c->peers = np;
+		}
+		c->peers[c->npeers] = (struct peer){ .self = m->self, .seen = true,
+						     .next = c->next_seq, .acked = c->next_seq };
+		snprintf(c->peers[c->npeers].name, sizeof(c->peers[0].name), "%s", m->name);
+		snprintf(c->peers[c->npeers].addr, sizeof(c->peers[0].addr), "%s", m->addr);
+		c->npeers++;
+	}
+	for (size_t i = 0; i < c->npeers;) {
+		if (!c->peers[i].seen && !c->peers[i].inflight) {
+			c->peers[i] = c->peers[--c->npeers];
+			continue;
+		}
+		c->peers[i].gone = !c->peers[i].seen;
+		i++;
+	}
+}
+
+/* Confirms what every counted member acknowledged; trims the outbox. */
+static void confirm(struct changes *c)
+{
+	uint64_t min = c->next_seq;
+
+	for (size_t i = 0; i < c->npeers; i++)
+		if (!c->peers[i].gone && c->peers[i].acked < min)
+			min = c->peers[i].acked;
+	if (min <= c->base)
+		return;
+	if (c->repl && repl_confirm(c->repl, txn_at(c, min - 1)->confirm_lsn) == 0)
+		c->confirmed = txn_at(c, min - 1)->confirm_lsn;
+	while (c->base < min) {
+		struct txn *t = txn_at(c, c->base++);
+
+		c->out_bytes -= t->len;
+		free(t->json);
+		t->json = NULL;
+	}
+	if (c->paused && c->leading && c->repl == NULL && c->out_bytes < CHANGES_OUTBOX_BYTES / 2 &&
+	    c->next_seq - c->base < CHANGES_OUTBOX_TXNS / 2)
+		consumer_start(c);
+}
+
+/* The batch for @p, as the JSON text of changes.deliver's arguments. */
+static char *batch_text(struct changes *c, struct peer *p, uint64_t *end)
+{
+	size_t len = 0, cap = 256;
+	uint64_t s = p->next;
+	char *buf = malloc(cap), *nb;
+	int n;
+
+	if (buf == NULL)
+		return NULL;
+	len = (size_t)snprintf(buf, cap, "[{\"term\":%llu,\"leader\":\"%s\",\"txns\":[",
+			       (unsigned long long)c->term, c->cfg->node);
+	for (; s < c->next_seq && s - p->next < CHANGES_BATCH_TXNS; s++) {
+		struct txn *t = txn_at(c, s);
+
+		if (s > p->next && len + t->len > CHANGES_BATCH_BYTES)
+			break;
+		if (len + t->len + 8 > cap) {
+			cap = (len + t->len + 8) * 2;
+			nb = realloc(buf, cap);
+			if (nb == NULL) {
+				free(buf);
+				return NULL;
+			}
+			buf = nb;
+		}
+		n = snprintf(buf + len, cap - len, "%s%s", s > p->next ? "," : "", t->json);
+		len += (size_t)n;
+	}
+	if (len + 4 > cap && (nb = realloc(buf, len + 4)) != NULL) {
+		buf = nb;
+		cap = len + 4;
+	}
+	if (len + 4 > cap) {
+		free(buf);
+		return NULL;
+	}
+	memcpy(buf + len, "]}]", 4);
+	*end = s;
+	return buf;
+}
+
+struct sendctx {
+	struct changes *c;
+	char name[GOSSIP_NAME_MAX + 1];
+	uint64_t end, term;
+};
+
+static struct peer *peer_find(struct changes *c, const char *name)
+{
+	for (size_t i = 0; i < c->npeers; i++)
+		if (strcmp(c->peers[i].name, name) == 0)
+			return &c->peers[i];
+	return NULL;
+}
+
+static void peer_failed(struct changes *c, struct peer *p, const char *why)
+{
+	uint32_t d = RETRY_MIN_MS << (p->failures < 5 ? p->failures : 5);
+
+	p->failures++;
+	p->retry_at = uv_now(c->loop) + (d < RETRY_MAX_MS ? d : RETRY_MAX_MS);
+	LOG_RATELIMITED(LOG_WARNING, "changes", "delivery to %s failed (%s); retrying",
+			p->name, why);
+}
+
+static void send_done(void *ctx, const struct rpc_result *r)
+{
+	struct sendctx *s = ctx;
+	struct changes *c = s->c;
+	struct peer *p = c->closing ? NULL : peer_find(c, s->name);
+
+	if (p && c->leading && c->term == s->term) {
+		p->inflight = false;
+		if (r->status == RPC_OK) {
+			p->acked = p->next = s->end;
+			p->failures = 0;
+			confirm(c);
+		} else {
+			peer_failed(c, p, r->message && *r->message ? r->message : r->code);
+		}
+	}
+	free(s);
+}
+
+static void peer_send(struct changes *c, struct peer *p)
+{
+	struct rpc_client *client = agent_rpc_client(c->a);
+	struct rpc_buf args = { 0 };
+	struct sendctx *s;
+	uint64_t end;
+	char *text, err[256] = "";
+	int rc;
+
+	if (p->inflight || p->gone || p->next >= c->next_seq || uv_now(c->loop) < p->retry_at)
+		return;
+	text = batch_text(c, p, &end);
+	if (text == NULL)
+		return;
+	if (p->self) {
+		json_t *a = json_loads(text, JSON_ALLOW_NUL, NULL);
+		uint64_t acked;
+
+		rc = a ? deliver_batch(c, json_array_get(a, 0), err, sizeof(err), &acked) : -ENOMEM;
+		json_decref(a);
+		free(text);
+		if (rc == 0) {
+			p->acked = p->next = end;
+			confirm(c);
+		}
+		return;
+	}
+	rc = rpc_args_from_json(text, &args, err, sizeof(err));
+	free(text);
+	s = rc == 0 ? calloc(1, sizeof(*s)) : NULL;
+	if (s == NULL || client == NULL) {
+		rpc_buf_free(&args);
+		free(s);
+		peer_failed(c, p, rc ? err : "no RPC client");
+		return;
+	}
+	s->c = c;
+	s->end = end;
+	s->term = c->term;
+	snprintf(s->name, sizeof(s->name), "%s", p->name);
+	rc = rpc_client_call(client, p->name, p->addr, CHANGES_METHOD, args.data, args.len,
+			     DELIVER_DEADLINE_MS, send_done, s);
+	rpc_buf_free(&args);
+	if (rc != 0) {
+		free(s);
+		peer_failed(c, p, strerror(-rc));
+		return;
+	}
+	p->inflight = true;
+}
+
+static void tick_fired(uv_timer_t *t)
+{
+	struct changes *c = t->data;
+
+	if (!c->leading)
+		return;
+	if (c->repl == NULL && c->paused && c->out_bytes < CHANGES_OUTBOX_BYTES / 2)
+		consumer_start(c);
+	peers_refresh(c);
+	confirm(c);
+	for (size_t i = 0; i < c->npeers; i++)
+		peer_send(c, &c->peers[i]);
+}
+
+void changes_leading(struct changes *c, bool leading, uint64_t term)
+{
+	if (c->closing || c->cfg->replication == CONFIG_REPL_OFF)
+		return;
+	if (leading) {
+		c->leading = true;
+		c->term = term;
+		if (term > c->max_term)
+			c->max_term = term;
+		outbox_clear(c);
+		c->last_buffered = 0;
+		consumer_start(c);
+		uv_timer_start(&c->tick, tick_fired, 0, TICK_MS);
+		return;
+	}
+	if (!c->leading)
+		return;
+	c->leading = false;
+	consumer_stop(c);
+	c->paused = false;
+	outbox_clear(c);
+	uv_timer_stop(&c->tick);
+	LOG(LOG_NOTICE, "changes", "stopped consuming slot %s (no longer leader, term %llu)",
+	    c->cfg->slot, (unsigned long long)term);
+}
+
+/* ------------------------------------------------------------------ */
+/* Life                                                                */
+/* ------------------------------------------------------------------ */
+
+struct changes *changes_new(uv_loop_t *loop, struct agent *a, const struct config *cfg,
+			    struct events *events)
+{
+	struct changes *c = calloc(1, sizeof(*c));
+
+	if (c == NULL)
+		return NULL;
+	c->loop = loop;
+	c->a = a;
+	c->cfg = cfg;
+	c->events = events;
+	uv_timer_init(loop, &c->tick);
+	c->tick.data = c;
+	return c;
+}
+
+static void changes_free(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void changes_close(struct changes *c)
+{
+	if (c == NULL || c->closing)
+		return;
+	consumer_stop(c);
+	outbox_clear(c);
+	pgoutput_delete(c->dec);
+	free(c->out);
+	free(c->peers);
+	c->closing = true;
+	uv_close((uv_handle_t *)&c->tick, changes_free);
+}
+
+void changes_stats_get(const struct changes *c, struct changes_stats *out)
+{
+	struct repl_stats rs = { 0 };
+	double lag = -1;
+
+	if (c->repl)
+		repl_stats_get(c->repl, &rs);
+	if (c->next_seq > c->base) {
+		int64_t age = (int64_t)clock_wall_ms() * 1000 - c->out[c->base % c->cap].commit_time_us;
+
+		lag = age > 0 ? (double)age / 1e6 : 0;
+	} else if (c->leading) {
+		lag = 0;
+	}
+	*out = (struct changes_stats){
+		.consuming = c->repl != NULL,
+		.txns_in = c->txns_in,
+		.events_in = c->events_in,
+		.outbox_txns = c->next_seq - c->base,
+		.outbox_bytes = c->out_bytes,
+		.confirmed_lsn = c->confirmed,
+		.server_lsn = rs.server_lsn,
+		.slot_busy = c->slot_busy,
+		.pauses = c->pauses,
+		.delivered = c->delivered,
+		.duplicates = c->duplicates,
+		.stale = c->stale,
+		.lag_seconds = lag,
+	};
+}
