@@ -19,10 +19,25 @@
  * nothing is in flight, the release first, then a due RENEW, then a due
  * ACQUIRE.  A leader's deadline is the send time of its last successful
  * ACQUIRE/RENEW + lease_ms - guard_ms; a "held" answer received at or past
- * that is released (late_grants_released).  A grant under a term not above
- * everything we have seen (the row was reset behind our back) is released
- * too: the header promises the term we lead under is above every term we
- * saw, and each such ACQUIRE raises the row's term, so it heals.
+ * that is released (late_grants_released).  ACQUIRE carries our max_term and
+ * the statement grants greatest(row term, max_term) + 1, so a grant is above
+ * everything we had seen when we sent it.  One that is not above what we
+ * have seen by the time it is answered (a higher term arrived meanwhile, or
+ * an adapter that ignores the max) is released too, and the next ACQUIRE,
+ * carrying the new max_term, goes on the retry backoff: never a tight loop
+ * against the database.
+ *
+ * RELEASED, postgres.  A step-down that queues a RELEASE keeps the RELEASED
+ * announcement until that RELEASE is answered (or failed), rather than
+ * announcing it at once: the announcement is then the followers' cue that
+ * the row is free, and a follower that sees a peer newly announce RELEASED
+ * (state or term changed, old view against new) ACQUIREs at once.  An early
+ * RELEASED as well would not help: a second, identical announcement after
+ * the answer changes nothing the peers can see, so it could not be told
+ * apart; and the early one sent followers to a still-valid lease, to back
+ * off 50-200 ms.  While the RELEASE runs the peers still see our LEADING
+ * claim, which is no worse than what the lease row tells them; a leave also
+ * sets the leaving tag, which hides the claim at once.
  *
  * When ACQUIRE finds a valid lease of another holder, the next try is just
  * after it expires (answer time + remaining_ms + 1: the statement ran
@@ -37,13 +52,24 @@
  * leaving, eligible members, ourselves included, by (priority, name),
  * should lead; it leads at once when no live peer announces LEADING,
  * otherwise it is CANDIDATE until none does or settle_ms has passed.  The
- * new term is max_term + 1.  on_role's @term for FOLLOWER<->CANDIDATE is
- * max_term (no leadership of ours), and the reason is PRECEDENCE.
+ * new term is max_term + 1, so nobody leads at max_term UINT64_MAX.
+ * on_role's @term for FOLLOWER<->CANDIDATE is max_term (no leadership of
+ * ours), and the reason is PRECEDENCE.
+ *
+ * Stale claims.  A claim under a term below max_term is stale (someone led
+ * since): it is not reported as the leader, does not hold a candidate back
+ * and deposes nobody.  A leader of either backend whose max_term passes its
+ * term steps down (HIGHER_TERM).  So election_leader()'s term is always
+ * max_term, which only grows.
  *
  * Views.  set_peers() copies the peers, skipping invalid names and our own
- * name, drops announcements that do not validate, and sorts by name so that
- * lookups are binary searches; at most 65536 peers (-E2BIG beyond), and an
- * allocation failure keeps the previous view (-ENOMEM).  A lease answer
+ * name, drops announcements that do not validate or are not heeded (an
+ * ineligible peer, the other backend, a term jump past term_jump_max over
+ * the max_term at the start of the call) and counts them once each (the
+ * same announcement ignored in the old view is not counted again), and
+ * sorts by name so that lookups are binary searches; at most 65536 peers
+ * (-E2BIG beyond), and an allocation failure keeps the previous view
+ * (-ENOMEM).  A lease answer
  * that is not for the request in flight is counted as a failure of that
  * request; an answer with nothing in flight is ignored.
  */
@@ -59,9 +85,11 @@
 
 struct peer {
 	char name[ELECTION_NAME_MAX + 1];
-	bool live, leaving, eligible, announced;
+	bool live, leaving, eligible;
+	bool announced;                /* ann is heeded */
+	bool ignored;                  /* ann was given but is not heeded */
 	uint32_t priority;
-	struct election_announce ann;
+	struct election_announce ann;  /* as given, when announced or ignored */
 };
 
 struct election {
@@ -90,6 +118,9 @@ struct election {
 	bool release_pending;
 	uint64_t release_term;
 	struct backoff renew_bo, acquire_bo;
+	/* RELEASED of a step-down, announced once its RELEASE is answered */
+	bool ann_pending;
+	uint64_t ann_term, ann_since;
 
 	/* the holder the last lease answer named */
 	bool lease_known;
@@ -178,6 +209,12 @@ static bool claims(const struct peer *p)
 	return p->live && !p->leaving && p->announced && p->ann.state == ELECTION_ANN_LEADING;
 }
 
+/* ...under a term not below the highest we know: not stale. */
+static bool current_claim(const struct election *e, const struct peer *p)
+{
+	return claims(p) && p->ann.term >= e->max_term;
+}
+
 /* The peer is going or gone as holder of @term: failed, leaving, or has
  * released that term (or a later one). */
 static bool gone(const struct peer *p, uint64_t term)
@@ -199,6 +236,7 @@ void election_config_default(struct election_config *c)
 	c->guard_ms = 1000;
 	c->retry_ms = 100;
 	c->settle_ms = 2000;
+	c->term_jump_max = ELECTION_TERM_JUMP_MAX;
 }
 
 static bool config_valid(const struct election_config *c)
@@ -225,6 +263,8 @@ struct election *election_new(const struct election_config *cfg, const struct el
 	e->cfg = *cfg;
 	strcpy(e->node, cfg->node);
 	e->cfg.node = e->node;
+	if (!e->cfg.term_jump_max)
+		e->cfg.term_jump_max = ELECTION_TERM_JUMP_MAX;
 	if (ops)
 		e->ops = *ops;
 	e->rng = cfg->seed;
@@ -266,8 +306,24 @@ static void queue_release(struct election *e, uint64_t term)
 	e->release_pending = true;
 }
 
+static void announce_released(struct election *e, uint64_t term, uint64_t since)
+{
+	if (e->ops.announce)
+		e->ops.announce(e->ops.ctx, ELECTION_ANN_RELEASED, term, since);
+}
+
+/* The RELEASED held back for a RELEASE, if any, goes out now. */
+static void flush_released(struct election *e)
+{
+	if (!e->ann_pending)
+		return;
+	e->ann_pending = false;
+	announce_released(e, e->ann_term, e->ann_since);
+}
+
 static void become_leader(struct election *e, uint64_t term, uint64_t now)
 {
+	flush_released(e);      /* never after the LEADING it would contradict */
 	e->term = term;
 	raise_term(e, term);
 	e->lead_since = now;
@@ -277,24 +333,34 @@ static void become_leader(struct election *e, uint64_t term, uint64_t now)
 		e->ops.announce(e->ops.ctx, ELECTION_ANN_LEADING, term, now);
 }
 
-/* Stops leading: tells the agent, announces RELEASED and, for postgres,
- * queues a RELEASE of the term (not when the lease is known lost). */
+/* Stops leading: tells the agent and announces RELEASED; for postgres,
+ * queues a RELEASE of the term (not when the lease is known lost) and holds
+ * the announcement back until that is answered (see the top of this file). */
 static void step_down(struct election *e, enum election_why why, uint64_t now)
 {
 	uint64_t t = e->term;
+	bool later = false;
 
 	e->term = 0;
 	e->deadline = 0;
 	e->stats.step_downs++;
 	if (pg(e)) {
-		if (why != ELECTION_WHY_LEASE_LOST)
+		if (why != ELECTION_WHY_LEASE_LOST) {
 			queue_release(e, t);
+			later = true;
+		}
 		e->next_acquire = add_ms(now, e->cfg.renew_ms);
 		backoff_reset(&e->acquire_bo);
 	}
 	set_role(e, ELECTION_FOLLOWER, t, why);
-	if (e->ops.announce)
-		e->ops.announce(e->ops.ctx, ELECTION_ANN_RELEASED, t, e->lead_since);
+	if (later) {
+		flush_released(e);
+		e->ann_pending = true;
+		e->ann_term = t;
+		e->ann_since = e->lead_since;
+	} else {
+		announce_released(e, t, e->lead_since);
+	}
 }
 
 /* ------------------------------------------------------------------ */
@@ -306,9 +372,11 @@ static int source_rank(enum election_source s)
 	return s == ELECTION_FROM_SELF ? 0 : s == ELECTION_FROM_GOSSIP ? 1 : 2;
 }
 
-static void consider(struct election_leader *best, bool *have, const char *name, uint64_t term,
-		     enum election_source src, uint64_t since_wall)
+static void consider(const struct election *e, struct election_leader *best, bool *have,
+		     const char *name, uint64_t term, enum election_source src, uint64_t since_wall)
 {
+	if (term < e->max_term)
+		return;         /* stale: someone has led since */
 	if (*have) {
 		if (term < best->term)
 			return;
@@ -328,25 +396,25 @@ static void consider(struct election_leader *best, bool *have, const char *name,
 	best->since_wall_ms = since_wall;
 }
 
-/* The highest-term claim at @now; since is left 0. */
+/* The highest-term claim at @now, none when that is stale; since is left 0. */
 static bool leader_compute(const struct election *e, uint64_t now, struct election_leader *out)
 {
 	bool have = false;
 
 	memset(out, 0, sizeof(*out));
 	if (election_is_leader(e, now))
-		consider(out, &have, e->node, e->term, ELECTION_FROM_SELF, 0);
+		consider(e, out, &have, e->node, e->term, ELECTION_FROM_SELF, 0);
 	for (size_t i = 0; i < e->npeers; i++) {
 		const struct peer *p = &e->peers[i];
 
 		if (claims(p))
-			consider(out, &have, p->name, p->ann.term, ELECTION_FROM_GOSSIP,
+			consider(e, out, &have, p->name, p->ann.term, ELECTION_FROM_GOSSIP,
 				 p->ann.since_wall_ms);
 	}
 	/* A lease naming ourselves while we do not lead is a grant we did not
 	 * believe, or a previous life's: not a leader anyone should use. */
 	if (pg(e) && e->lease_known && now < e->lease_until && strcmp(e->lease_holder, e->node))
-		consider(out, &have, e->lease_holder, e->lease_term, ELECTION_FROM_LEASE, 0);
+		consider(e, out, &have, e->lease_holder, e->lease_term, ELECTION_FROM_LEASE, 0);
 	if (!have)
 		memset(out, 0, sizeof(*out));
 	return have;
@@ -415,7 +483,7 @@ static void dispatch(struct election *e, uint64_t now)
 		send_request(e, ELECTION_LEASE_RENEW, e->term, now);
 	} else if (can_acquire(e) && (e->acquire_asap || now >= e->next_acquire)) {
 		e->acquire_asap = false;
-		send_request(e, ELECTION_LEASE_ACQUIRE, 0, now);
+		send_request(e, ELECTION_LEASE_ACQUIRE, e->max_term, now);
 	}
 }
 
@@ -445,21 +513,25 @@ static void acquire_answered(struct election *e, const struct election_lease_res
 	uint64_t dl = add_ms(e->inflight_sent, e->cfg.lease_ms - e->cfg.guard_ms);
 
 	if (r->held) {
-		backoff_reset(&e->acquire_bo);
 		if (now >= dl) {
 			/* The request hung: the lease may already have expired
 			 * and been taken by someone else. */
+			backoff_reset(&e->acquire_bo);
 			e->stats.late_grants_released++;
 			queue_release(e, r->term);
 			e->next_acquire = add_ms(now, e->cfg.renew_ms);
 		} else if (!can_acquire(e)) {
 			queue_release(e, r->term);
 		} else if (r->term == 0 || r->term <= max_before) {
-			/* Stale term: release and try again right after, which
-			 * raises the row's term. */
+			/* Not above what we have seen (a higher term came in
+			 * while it ran, or the adapter ignored our max): give it
+			 * back; the next ACQUIRE carries the new max_term, on
+			 * the backoff so that nothing can loop on the database. */
 			queue_release(e, r->term);
-			e->acquire_asap = true;
+			e->acquire_asap = false;
+			e->next_acquire = add_ms(now, jitter_backoff(e, &e->acquire_bo));
 		} else {
+			backoff_reset(&e->acquire_bo);
 			e->deadline = dl;
 			e->next_renew = add_ms(e->inflight_sent, e->cfg.renew_ms);
 			backoff_reset(&e->renew_bo);
@@ -480,8 +552,9 @@ static void acquire_answered(struct election *e, const struct election_lease_res
 			e->next_acquire = add_ms(now, min_u64(e->cfg.renew_ms, left));
 		}
 	} else if (e->lease_known) {
-		/* Our own name: a previous life's lease, or a grant we gave back
-		 * whose RELEASE failed.  It ends when it ends. */
+		/* Our own name yet not taken: a previous life's lease (another
+		 * holder id; our own id's lease ACQUIRE takes back).  It ends
+		 * when it ends. */
 		backoff_reset(&e->acquire_bo);
 		e->next_acquire = add_ms(now, min_u64(e->cfg.renew_ms,
 						      add_ms(e->lease_until - now, 1)));
@@ -561,19 +634,22 @@ static bool self_best(const struct election *e)
 static bool any_claim(const struct election *e)
 {
 	for (size_t i = 0; i < e->npeers; i++)
-		if (claims(&e->peers[i]))
+		if (current_claim(e, &e->peers[i]))
 			return true;
 	return false;
 }
 
-/* A live peer leads under a term above ours (or the same term and a lower
- * name, for the gossip backend). */
-static bool higher_claim(const struct election *e)
+/* We lead (or led) under a term below one we have seen, or a live peer
+ * leads under a term above ours (or the same term and a lower name, for
+ * the gossip backend). */
+static bool outranked(const struct election *e)
 {
+	if (e->max_term > e->term)
+		return true;
 	for (size_t i = 0; i < e->npeers; i++) {
 		const struct peer *p = &e->peers[i];
 
-		if (!claims(p))
+		if (!current_claim(e, p))
 			continue;
 		if (p->ann.term > e->term)
 			return true;
@@ -592,12 +668,13 @@ static void gossip_eval(struct election *e, uint64_t now)
 			step_down(e, ELECTION_WHY_LEAVING, now);
 		else if (!may_lead(e))
 			step_down(e, ELECTION_WHY_INELIGIBLE, now);
-		else if (higher_claim(e))
+		else if (outranked(e))
 			step_down(e, ELECTION_WHY_HIGHER_TERM, now);
 		else if (!self_best(e))
 			step_down(e, ELECTION_WHY_PRECEDENCE, now);
 	}
-	should = may_lead(e) && self_best(e);
+	/* max_term + 1 must not wrap: at UINT64_MAX nobody leads. */
+	should = may_lead(e) && self_best(e) && e->max_term < UINT64_MAX;
 	if (e->role == ELECTION_CANDIDATE && !should)
 		set_role(e, ELECTION_FOLLOWER, e->max_term,
 			 e->leaving ? ELECTION_WHY_LEAVING : ELECTION_WHY_PRECEDENCE);
@@ -628,7 +705,7 @@ static void housekeep(struct election *e, uint64_t now)
 static void follow_up(struct election *e, uint64_t now)
 {
 	if (pg(e)) {
-		if (e->role == ELECTION_LEADER && higher_claim(e))
+		if (e->role == ELECTION_LEADER && outranked(e))
 			step_down(e, ELECTION_WHY_HIGHER_TERM, now);
 		dispatch(e, now);
 	} else {
@@ -681,7 +758,21 @@ uint64_t election_next_deadline(const struct election *e)
 	return d;
 }
 
-/* Did @old show a claimant or the lease holder that @new shows gone? */
+/* Does @q announce RELEASED where @p (its old self, or NULL) did not, of
+ * the lease we know of (any, when we know none)? */
+static bool newly_released(const struct election *e, const struct peer *p, const struct peer *q)
+{
+	if (!q->announced || q->ann.state != ELECTION_ANN_RELEASED)
+		return false;
+	if (p && p->announced && p->ann.state == ELECTION_ANN_RELEASED &&
+	    p->ann.term == q->ann.term)
+		return false;
+	return !e->lease_known ||
+	       (strcmp(e->lease_holder, q->name) == 0 && q->ann.term >= e->lease_term);
+}
+
+/* Did @old show a claimant or the lease holder that @new shows gone, or
+ * does a peer newly announce RELEASED (its RELEASE has been answered)? */
 static bool holder_went(const struct election *e, const struct peer *old, size_t nold,
 			const struct peer *nv, size_t nnew)
 {
@@ -701,7 +792,36 @@ static bool holder_went(const struct election *e, const struct peer *old, size_t
 		if (q && gone(q, e->lease_term) && !(p && gone(p, e->lease_term)))
 			return true;
 	}
+	for (size_t i = 0; i < nnew; i++)
+		if (newly_released(e, find_in(old, nold, nv[i].name), &nv[i]))
+			return true;
 	return false;
+}
+
+/* A valid announcement from @p is listened to: an eligible peer (of our
+ * backend, when we may lead ourselves: a node that never leads only
+ * observes, and follows whichever backend the primary region runs; its own
+ * setting is only what it would use, and outside the primary region it
+ * usually has no database at all), its term at most term_jump_max above
+ * @max (the max_term before this view, so that the order of the peers
+ * does not matter). */
+static bool heeded(const struct election *e, const struct election_peer *p, uint64_t max)
+{
+	if (!p->eligible || (e->cfg.eligible && p->ann.backend != (uint8_t)e->cfg.backend))
+		return false;
+	return p->ann.term <= max || p->ann.term - max <= e->cfg.term_jump_max;
+}
+
+/* Counts @q's ignored announcement unless @old already ignored the same. */
+static void count_ignored(struct election *e, const struct peer *old, size_t nold,
+			  const struct peer *q)
+{
+	const struct peer *p = find_in(old, nold, q->name);
+
+	if (p && p->ignored && p->ann.state == q->ann.state && p->ann.backend == q->ann.backend &&
+	    p->ann.term == q->ann.term)
+		return;
+	e->stats.announcements_ignored++;
 }
 
 int election_set_peers(struct election *e, const struct election_peer *peers, size_t n,
@@ -722,6 +842,7 @@ int election_set_peers(struct election *e, const struct election_peer *peers, si
 	for (size_t i = 0; i < n; i++) {
 		const struct election_peer *p = &peers[i];
 		struct peer *q = &v[m];
+		bool valid;
 
 		if (!name_valid(p->name) || strcmp(p->name, e->node) == 0)
 			continue;
@@ -731,15 +852,22 @@ int election_set_peers(struct election *e, const struct election_peer *peers, si
 		q->leaving = p->leaving;
 		q->eligible = p->eligible;
 		q->priority = p->priority;
-		q->announced = p->announced && p->ann.term != 0 &&
-			       (p->ann.state == ELECTION_ANN_LEADING ||
-				p->ann.state == ELECTION_ANN_RELEASED);
-		if (q->announced)
+		if (p->announced) {
+			valid = p->ann.term != 0 && (p->ann.backend == ELECTION_BACKEND_GOSSIP ||
+						     p->ann.backend == ELECTION_BACKEND_POSTGRES) &&
+				(p->ann.state == ELECTION_ANN_LEADING ||
+				 p->ann.state == ELECTION_ANN_RELEASED);
 			q->ann = p->ann;
+			q->announced = valid && heeded(e, p, e->max_term);
+			q->ignored = !q->announced;
+		}
 		m++;
 	}
 	if (m > 1)
 		qsort(v, m, sizeof(*v), peer_cmp);
+	for (size_t i = 0; i < m; i++)
+		if (v[i].ignored)
+			count_ignored(e, e->peers, e->npeers, &v[i]);
 
 	housekeep(e, now);
 	old = e->peers;
@@ -778,6 +906,10 @@ void election_lease_done(struct election *e, const struct election_lease_result 
 		else if (op == ELECTION_LEASE_RENEW)
 			renew_answered(e, r, now);
 	}
+	/* Our RELEASE is through (or failed: the lease then ends on its own):
+	 * tell the followers now, before anything else is sent. */
+	if (op == ELECTION_LEASE_RELEASE && !e->release_pending)
+		flush_released(e);
 	follow_up(e, now);
 }
 

@@ -10,16 +10,29 @@
  * leaving may lead.
  *
  * Terms.  Every leadership has a term, the fencing token, that only grows:
- * a leader announces it, every announcement and every lease answer raises
- * the highest term we know (election_max_term()), and a leader that learns
- * of a higher term than its own steps down at once.  A term this node
- * leads under is always above every term it has ever seen.
+ * a leader announces it, every heeded announcement and every lease answer
+ * raises the highest term we know (election_max_term()), and a leader that
+ * learns of a higher term than its own (a claim or a RELEASED alike) steps
+ * down at once.  A term this node leads under is always above every term it
+ * had seen when it took it.
+ *
+ * Heeded announcements.  Only a peer that is eligible (its region is our
+ * primary region) and announces our backend is listened to: a primary-region
+ * node running the other backend (say gossip, for want of a database URL)
+ * must not depose the leader, nor raise our terms.  A term more than
+ * term_jump_max (default ELECTION_TERM_JUMP_MAX, 2^32, as the gossip core
+ * bounds incarnations) above election_max_term() is taken for corrupt.  Such
+ * announcements are treated as absent and counted (announcements_ignored,
+ * once per new announcement); so are ones that do not validate.  Lease
+ * answers are believed whatever their term (the database is the authority).
  *
  * Backend POSTGRES (the production choice).  The database holds one lease
  * row: holder, holder id, term, expiry, all judged by the server's clock.
- * The machine asks for ACQUIRE (take the lease if it has expired, the term
- * incremented in the same statement), RENEW (extend it if we still hold
- * it under our term) and RELEASE (expire it now); the adapter
+ * The machine asks for ACQUIRE (take the lease if it has expired or its
+ * holder id is ours, under term greatest(row term, our max_term) + 1 set in
+ * the same statement, so a grant is always above every term we have seen),
+ * RENEW (extend it if we still hold it under our term) and RELEASE (expire
+ * it now); the adapter
  * (election/lease_pg.h) runs the statement and answers with
  * election_lease_done(), never synchronously, one request at a time.
  *
@@ -41,33 +54,46 @@
  * follower tries ACQUIRE every renew_ms, or just after the current lease
  * expires at the server when that is sooner (the answer says how long it
  * has left), or at once when gossip says the holder failed, left, is
- * leaving or released the lease; failed requests back off from retry_ms
- * doubling to lease_ms.  Backoffs carry jitter drawn from config.seed.
+ * leaving or (newly) released the lease; failed requests back off from
+ * retry_ms doubling to lease_ms, and so does a grant that is not above
+ * max_term (the row was reset behind our back: it is released, and the
+ * next ACQUIRE carries the higher max_term).  Backoffs carry jitter drawn
+ * from config.seed.
  *
  * Backend GOSSIP (embedded default, no database).  Among live (alive or
  * suspect), not leaving, eligible members, ourselves included, the one
  * with the lowest (priority, name) should lead.  It becomes leader with
  * term = highest known + 1 as soon as no other live member announces
  * leadership, or settle_ms after it started waiting.  A leader that sees
- * a better node, or a live peer leading under a higher term (or the same
- * term and a lower name), steps down at once.  Not partition-safe: each
+ * a better node, a live peer leading under a higher term (or the same
+ * term and a lower name), or any higher term at all, steps down at once
+ * (and may be re-elected under max_term + 1 by the same rules).  At
+ * max_term UINT64_MAX nobody can lead: the term would wrap.  Not
+ * partition-safe: each
  * side of a partition of the primary region may elect its own leader;
  * when the partition heals the higher term wins.
  *
  * Announcements.  The agent gossips our announcement (user data,
  * election_announce_encode()) whenever ops.announce asks: LEADING with our
- * term when we become leader, RELEASED with that term when we step down.
- * Peers feed every member's latest announcement back through
- * election_set_peers().  The known leader (election_leader()) is the
- * highest-term claim among: ourselves while leading, live and not leaving
- * peers announcing LEADING, and (postgres backend) the holder named by the
- * last lease answer while its lease lasts.
+ * term when we become leader, RELEASED with that term when we step down:
+ * at once for the gossip backend, and for postgres once the RELEASE of
+ * that term has been answered (or failed), so that RELEASED tells the
+ * followers the row is free now and their next ACQUIRE will take it (when
+ * no RELEASE is due, the lease being known lost, at once too).  Peers feed
+ * every member's latest announcement back through election_set_peers().
+ * The known leader (election_leader()) is the highest-term claim among:
+ * ourselves while leading, live and not leaving peers announcing LEADING,
+ * and (postgres backend) the holder named by the last lease answer while
+ * its lease lasts; a claim whose term is below election_max_term() is
+ * stale and never reported (no leader is known then), so the term reported
+ * never goes back.
  *
  * Handoff.  election_leave(): never lead again; a leader steps down
- * (ops.on_role), announces RELEASED and, with the postgres backend,
- * RELEASEs the lease (after the request in flight, if any), so that a
- * successor can take it at once.  election_leave_done() turns true when
- * that is answered (or failed) or there was nothing to release.
+ * (ops.on_role), and with the gossip backend announces RELEASED; with the
+ * postgres backend it RELEASEs the lease (after the request in flight, if
+ * any) and announces RELEASED on the answer, so that a successor can take
+ * it at once.  election_leave_done() turns true when that is answered (or
+ * failed) or there was nothing to release.
  *
  * Callbacks never call back into the machine (the agent defers).  Not
  * thread-safe; no global state.
@@ -80,6 +106,7 @@
 #include <stdint.h>
 
 #define ELECTION_NAME_MAX 64          /* bytes of a node name, without the NUL */
+#define ELECTION_TERM_JUMP_MAX (1ULL << 32)  /* default config.term_jump_max */
 #define ELECTION_ERROR_MAX 160        /* bytes of an adapter error, with the NUL */
 
 enum election_backend {
@@ -110,6 +137,9 @@ struct election_config {
 	uint32_t settle_ms;           /* gossip backend: how long a candidate waits for
 					 a live leader to let go (default 2000) */
 	uint64_t seed;                /* jitter */
+	uint64_t term_jump_max;       /* ignore announced terms more than this above
+					 max_term (default ELECTION_TERM_JUMP_MAX;
+					 0 means the default) */
 };
 
 /* Fills @c with the defaults above (node NULL, not eligible, gossip). */
@@ -186,9 +216,9 @@ const char *election_why_name(enum election_why w);
 
 struct election_ops {
 	void *ctx;
-	/* POSTGRES: run @op (@term: ours for RENEW/RELEASE, 0 for ACQUIRE)
-	 * and answer with election_lease_done() later.  At most one in
-	 * flight. */
+	/* POSTGRES: run @op (@term: ours for RENEW/RELEASE, our max_term
+	 * for ACQUIRE: the grant's term must exceed it) and answer with
+	 * election_lease_done() later.  At most one in flight. */
 	void (*lease_request)(void *ctx, enum election_lease_op op, uint64_t term);
 	/* Gossip our announcement: @state with @term; @since is machine
 	 * time when that leadership began (the agent turns it into wall
@@ -288,6 +318,7 @@ struct election_stats {
 	uint64_t lease_failures;      /* answers with status < 0 */
 	uint64_t leader_changes;      /* on_leader calls */
 	uint64_t late_grants_released;/* "held" answers past their deadline */
+	uint64_t announcements_ignored;/* not heeded (see the top of this file) */
 };
 void election_stats_get(const struct election *e, struct election_stats *out);
 

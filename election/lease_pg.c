@@ -12,7 +12,8 @@
  *      already exists) means another agent created the table at the same
  *      moment: proceed.
  *   2. The operation, ONE statement: a CTE that writes (INSERT ... ON
- *      CONFLICT DO UPDATE ... WHERE expired, or UPDATE ... WHERE ours),
+ *      CONFLICT DO UPDATE ... WHERE expired or our holder id, or UPDATE
+ *      ... WHERE ours),
  *      RETURNING the row it wrote, UNION ALL the current row when the CTE
  *      wrote nothing.  All times and the "held"/"valid"/"remaining_ms"
  *      columns are computed by the server from its now().
@@ -66,16 +67,25 @@ static const char SQL_CREATE[] =
 	" UNION ALL SELECT false," REPORT_COLS " FROM meridian_lease"           \
 	" WHERE name = $1 AND NOT EXISTS (SELECT 1 FROM " cte ")"
 
-/* $1 name, $2 holder, $3 holder_id, $4 lease ms. */
+/* $1 name, $2 holder, $3 holder_id, $4 lease ms, $5 the caller's max term.
+ * The new term is above both the row's and the caller's, so a grant is
+ * always above every term the machine has seen.  The row is taken when it
+ * has expired or when its holder id is ours: an ACQUIRE of ours that
+ * committed after we gave up on it (timeout, dropped connection) left a
+ * lease we do not believe in, and the machine only ACQUIREs as a follower,
+ * so taking it back (under a new term) is safe and spares everyone the
+ * wait for its expiry.  A max term beyond bigint fails the statement. */
 static const char SQL_ACQUIRE[] =
 	"WITH took AS ("
 	" INSERT INTO meridian_lease AS t"
 	" (name, holder, holder_id, term, expires_at, acquired_at)"
-	" VALUES ($1, $2, $3, 1, now() + make_interval(secs => $4::bigint / 1000.0), now())"
+	" VALUES ($1, $2, $3, $5::bigint + 1,"
+	" now() + make_interval(secs => $4::bigint / 1000.0), now())"
 	" ON CONFLICT (name) DO UPDATE"
-	" SET holder = excluded.holder, holder_id = excluded.holder_id, term = t.term + 1,"
+	" SET holder = excluded.holder, holder_id = excluded.holder_id,"
+	" term = greatest(t.term, $5::bigint) + 1,"
 	" expires_at = excluded.expires_at, acquired_at = now()"
-	" WHERE t.expires_at <= now()"
+	" WHERE t.expires_at <= now() OR t.holder_id = excluded.holder_id"
 	" RETURNING t.holder, t.term, t.expires_at)"
 	" SELECT true AS held," REPORT_COLS " FROM took"
 	CURRENT_ROW("took");
@@ -176,7 +186,7 @@ static void on_reply(void *arg, const struct pgconn_reply *rep);
 /* Queues @sql for the current step with what is left of the deadline. */
 static int send_step(struct lease_pg *l, enum step step)
 {
-	const char *params[4];
+	const char *params[5];
 	const char *sql;
 	char term[24];
 	uint64_t now = uv_now(l->loop);
@@ -199,7 +209,8 @@ static int send_step(struct lease_pg *l, enum step step)
 			params[1] = l->node;
 			params[2] = l->holder_id;
 			params[3] = l->lease_ms;
-			n = 4;
+			params[4] = term;
+			n = 5;
 		} else {
 			sql = l->op == ELECTION_LEASE_RENEW ? SQL_RENEW : SQL_RELEASE;
 			params[1] = l->holder_id;
@@ -378,7 +389,7 @@ int lease_pg_request(struct lease_pg *l, enum election_lease_op op, uint64_t ter
 	if (l->step != STEP_NONE)
 		return -EBUSY;
 	l->op = op;
-	l->term = op == ELECTION_LEASE_ACQUIRE ? 0 : term;
+	l->term = term;
 	l->deadline = uv_now(l->loop) + l->timeout_ms;
 	pgconn_stats_get(l->conn, &s);
 	/* The table is checked once per connection: skip it when the live

@@ -16,10 +16,14 @@
  * process identity (the gossip id), so a restarted agent with the same
  * name is a new holder and cannot renew its previous life's lease.
  *
- * ACQUIRE: one statement inserts the row (term 1) or takes it over when
- * it has expired, incrementing the term in the same statement, and
- * reports the row as it is afterwards: held or not, holder, term, time
- * left.  RENEW: extends the row only while holder_id and term are ours and
+ * ACQUIRE (with the caller's highest known term, max): one statement
+ * inserts the row (term max + 1) or takes it over when it has expired or
+ * its holder_id is ours (an earlier ACQUIRE of ours whose answer was lost:
+ * timed out, or the connection dropped), setting term = greatest(term,
+ * max) + 1 in the same statement, and reports the row as it is afterwards:
+ * held or not, holder, term, time left.  A max beyond bigint (2^63 - 1)
+ * fails the request (status < 0).  RENEW: extends the row only while
+ * holder_id and term are ours and
  * it has not expired.  RELEASE: sets expires_at = now() when holder_id and
  * term are ours.  Parameters always travel separately from the SQL text.
  *
@@ -59,7 +63,8 @@ struct lease_pg *lease_pg_new(uv_loop_t *loop, const struct lease_pg_config *cfg
 			      lease_pg_done_fn done, void *ctx);
 
 /*
- * Starts @op (@term for RENEW/RELEASE).  @done is called exactly once per
+ * Starts @op (@term: ours for RENEW/RELEASE, the caller's max_term for
+ * ACQUIRE, see above).  @done is called exactly once per
  * accepted request, never from inside this call.  Returns 0, or -EBUSY
  * when a request is already in flight (nothing started).
  */

@@ -4,7 +4,10 @@
  * without it the binary fails at once).
  *
  * Covered: the first ACQUIRE creates the table and takes term 1; another
- * node then gets held=false with the holder's name and the time left; a
+ * node then gets held=false with the holder's name and the time left; the
+ * holder's own ACQUIRE (an answer it lost) takes the row back under the
+ * next term; ACQUIRE's max term (the new term is above it and above the
+ * row's; past bigint the request fails and the row is untouched); a
  * RENEW keeps the term; after a RELEASE the other node acquires at once
  * under term 2 and the old holder's RENEW fails, naming the new holder;
  * expiry (300 ms lease): another node acquires under term + 1 and the old
@@ -248,10 +251,11 @@ START_TEST(test_create_and_first_acquire)
 	ck_assert_msg(r->remaining_ms > LEASE_MS - 1000 && r->remaining_ms <= LEASE_MS,
 		      "remaining %u", r->remaining_ms);
 
-	/* The same node asking again takes nothing either: the lease is live. */
+	/* The same process asking again (it lost the first answer) takes
+	 * its own live lease back, under the next term. */
 	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 0);
-	ck_assert(!r->held);
-	ck_assert_uint_eq(r->term, 1);
+	ck_assert(r->held);
+	ck_assert_uint_eq(r->term, 2);
 
 	lease_pg_stats_get(a.l, &st);
 	ck_assert_uint_eq(st.requests, 2);
@@ -358,6 +362,95 @@ START_TEST(test_expiry)
 	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert(r->held);
 	ck_assert_uint_eq(r->term, 3);
+	lease_pg_close(a.l);
+	lease_pg_close(b.l);
+}
+END_TEST
+
+/* An ACQUIRE whose answer we lost (timed out, connection dropped) left
+ * the row ours: the next ACQUIRE takes it back at once under a new term,
+ * which fences the old one; nobody else can. */
+START_TEST(test_acquire_own_lease)
+{
+	const char *lease = lease_name("own");
+	const struct election_lease_result *r;
+	struct node a, b, again;
+	char val[64];
+
+	node_open(&a, url(), lease, "a", 0xa, LEASE_MS, 3000);
+	node_open(&b, url(), lease, "b", 0xb, LEASE_MS, 3000);
+	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 0);
+	ck_assert(r->held);
+	ck_assert_uint_eq(r->term, 1);
+	run_for(300);
+	/* the answer "held, term 1" never reached the machine */
+	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 1);
+	ck_assert(r->held);
+	ck_assert_uint_eq(r->term, 2);
+	ck_assert_str_eq(r->holder, "a");
+	ck_assert(r->holder_valid);
+	ck_assert_msg(r->remaining_ms > LEASE_MS - 150, "remaining %u", r->remaining_ms);
+	sql("SELECT holder_id || ':' || term FROM meridian_lease WHERE name = $1", lease, val,
+	    sizeof(val));
+	ck_assert_str_eq(val, "000000000000000a:2");
+	/* the old term is fenced off */
+	r = req_ok(&a, ELECTION_LEASE_RENEW, 1);
+	ck_assert(!r->held);
+	ck_assert_uint_eq(r->term, 2);
+	r = req_ok(&a, ELECTION_LEASE_RENEW, 2);
+	ck_assert(r->held);
+	/* another holder id, the same name or not, still waits */
+	r = req_ok(&b, ELECTION_LEASE_ACQUIRE, 2);
+	ck_assert(!r->held);
+	ck_assert_str_eq(r->holder, "a");
+	ck_assert_uint_eq(r->term, 2);
+	node_open(&again, url(), lease, "a", 0xaa, LEASE_MS, 3000);
+	r = req_ok(&again, ELECTION_LEASE_ACQUIRE, 2);
+	ck_assert(!r->held);
+	ck_assert_uint_eq(r->term, 2);
+	lease_pg_close(a.l);
+	lease_pg_close(b.l);
+	lease_pg_close(again.l);
+}
+END_TEST
+
+/* ACQUIRE carries the caller's max term: a grant is above it and above the
+ * row's term; a max past bigint fails and leaves the row alone. */
+START_TEST(test_acquire_max_term)
+{
+	const char *lease = lease_name("maxterm");
+	const struct election_lease_result *r;
+	struct node a, b;
+
+	node_open(&a, url(), lease, "a", 1, LEASE_MS, 3000);
+	node_open(&b, url(), lease, "b", 2, LEASE_MS, 3000);
+	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 41);          /* inserts the row */
+	ck_assert(r->held);
+	ck_assert_uint_eq(r->term, 42);
+	r = req_ok(&b, ELECTION_LEASE_ACQUIRE, 1000);        /* live: nothing moves */
+	ck_assert(!r->held);
+	ck_assert_uint_eq(r->term, 42);
+	r = req_ok(&a, ELECTION_LEASE_RELEASE, 42);
+	ck_assert(!r->holder_valid);
+	r = req_ok(&b, ELECTION_LEASE_ACQUIRE, 10);          /* the row's term wins */
+	ck_assert(r->held);
+	ck_assert_uint_eq(r->term, 43);
+	r = req_ok(&b, ELECTION_LEASE_RELEASE, 43);
+	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 100);         /* the caller's wins */
+	ck_assert(r->held);
+	ck_assert_uint_eq(r->term, 101);
+	ck_assert_str_eq(r->holder, "a");
+
+	/* beyond bigint: a clear failure, the row untouched */
+	r = req(&b, ELECTION_LEASE_ACQUIRE, UINT64_MAX);
+	ck_assert_int_lt(r->status, 0);
+	ck_assert_msg(strstr(r->error, "range"), "error: %s", r->error);
+	ck_assert(!r->held);
+	r = req(&a, ELECTION_LEASE_ACQUIRE, (uint64_t)INT64_MAX);
+	ck_assert_int_lt(r->status, 0);
+	r = req_ok(&a, ELECTION_LEASE_RENEW, 101);
+	ck_assert(r->held);
+	ck_assert_uint_eq(r->term, 101);
 	lease_pg_close(a.l);
 	lease_pg_close(b.l);
 }
@@ -612,6 +705,8 @@ static Suite *lease_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_create_and_first_acquire);
 	tcase_add_test(tc, test_renew_release);
+	tcase_add_test(tc, test_acquire_own_lease);
+	tcase_add_test(tc, test_acquire_max_term);
 	tcase_add_test(tc, test_expiry);
 	tcase_add_test(tc, test_concurrent_create);
 	tcase_add_test(tc, test_restarted_holder);
