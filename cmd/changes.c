@@ -56,7 +56,8 @@ struct changes {
 	struct agent *a;
 	const struct config *cfg;
 	struct events *events;
-	uv_timer_t tick;
+	uv_timer_t tick, kick;
+	int handles;
 	bool closing;
 	struct rpc_serve_ops next;
 
@@ -237,6 +238,7 @@ static void consumer_stop(struct changes *c)
 }
 
 static void consumer_start(struct changes *c);
+static void send_kick(struct changes *c);
 
 /* One whole transaction into the outbox. */
 static void txn_commit(struct changes *c, uint64_t commit_lsn, uint64_t confirm_lsn)
@@ -280,6 +282,7 @@ static void txn_commit(struct changes *c, uint64_t commit_lsn, uint64_t confirm_
 	c->out_bytes += (size_t)n;
 	c->last_buffered = commit_lsn;
 	c->txns_in++;
+	send_kick(c);
 	if (c->out_bytes > CHANGES_OUTBOX_BYTES || c->next_seq - c->base > CHANGES_OUTBOX_TXNS) {
 		LOG(LOG_WARNING, "changes", "outbox full (%zu transactions, %zu bytes) waiting for "
 		    "slow members: pausing the consumer", (size_t)(c->next_seq - c->base),
@@ -553,6 +556,7 @@ static void send_done(void *ctx, const struct rpc_result *r)
 			p->acked = p->next = s->end;
 			p->failures = 0;
 			confirm(c);
+			send_kick(c);
 		} else {
 			peer_failed(c, p, r->message && *r->message ? r->message : r->code);
 		}
@@ -611,6 +615,24 @@ static void peer_send(struct changes *c, struct peer *p)
 	p->inflight = true;
 }
 
+/* Sends to every peer that is free, on the next loop turn: many commits
+ * arriving in one read become one batch per peer. */
+static void kick_fired(uv_timer_t *t)
+{
+	struct changes *c = t->data;
+
+	if (!c->leading)
+		return;
+	for (size_t i = 0; i < c->npeers; i++)
+		peer_send(c, &c->peers[i]);
+}
+
+static void send_kick(struct changes *c)
+{
+	if (c->leading && !c->closing && !uv_is_active((uv_handle_t *)&c->kick))
+		uv_timer_start(&c->kick, kick_fired, 0, 0);
+}
+
 static void tick_fired(uv_timer_t *t)
 {
 	struct changes *c = t->data;
@@ -647,6 +669,7 @@ void changes_leading(struct changes *c, bool leading, uint64_t term)
 	c->paused = false;
 	outbox_clear(c);
 	uv_timer_stop(&c->tick);
+	uv_timer_stop(&c->kick);
 	LOG(LOG_NOTICE, "changes", "stopped consuming slot %s (no longer leader, term %llu)",
 	    c->cfg->slot, (unsigned long long)term);
 }
@@ -667,13 +690,18 @@ struct changes *changes_new(uv_loop_t *loop, struct agent *a, const struct confi
 	c->cfg = cfg;
 	c->events = events;
 	uv_timer_init(loop, &c->tick);
-	c->tick.data = c;
+	uv_timer_init(loop, &c->kick);
+	c->tick.data = c->kick.data = c;
+	c->handles = 2;
 	return c;
 }
 
 static void changes_free(uv_handle_t *h)
 {
-	free(h->data);
+	struct changes *c = h->data;
+
+	if (--c->handles == 0)
+		free(c);
 }
 
 void changes_close(struct changes *c)
@@ -687,6 +715,7 @@ void changes_close(struct changes *c)
 	free(c->peers);
 	c->closing = true;
 	uv_close((uv_handle_t *)&c->tick, changes_free);
+	uv_close((uv_handle_t *)&c->kick, changes_free);
 }
 
 void changes_stats_get(const struct changes *c, struct changes_stats *out)
