@@ -686,6 +686,25 @@ static const char *source_name(enum election_source s)
 	return s == ELECTION_FROM_SELF ? "self" : s == ELECTION_FROM_LEASE ? "lease" : "gossip";
 }
 
+/* The backend the leader @l runs (from its announcement; ours when it is
+ * us or unknown): a node outside the primary region has no database and
+ * follows whatever the primary region runs. */
+static enum election_backend leader_backend(struct elect *x, const struct election_leader *l)
+{
+	enum election_backend own = x->env.cfg->election == CONFIG_ELECTION_POSTGRES ?
+				    ELECTION_BACKEND_POSTGRES : ELECTION_BACKEND_GOSSIP;
+	const struct gossip_member *m = l && !l->self ? gossip_member_find(x->env.g, l->name) :
+					NULL;
+	struct election_announce a;
+	const uint8_t *ud;
+	size_t len;
+
+	ud = m ? gossip_member_user(m, ELECTION_USER_KEY, &len, NULL) : NULL;
+	if (ud && election_announce_decode(ud, len, &a) == 0)
+		return (enum election_backend)a.backend;
+	return own;
+}
+
 /* The leader as JSON; @event: the smaller form of a `leader` event. */
 static json_t *leader_json(struct elect *x, bool event)
 {
@@ -722,8 +741,7 @@ static json_t *leader_json(struct elect *x, bool event)
 	json_object_set_new(o, "term", known ? json_integer((json_int_t)l.term) : json_null());
 	json_object_set_new(o, "since", known ? json_string(since) : json_null());
 	json_object_set_new(o, "backend", json_string(election_backend_name(
-		x->env.cfg->election == CONFIG_ELECTION_POSTGRES ? ELECTION_BACKEND_POSTGRES :
-		ELECTION_BACKEND_GOSSIP)));
+		leader_backend(x, known ? &l : NULL))));
 	json_object_set_new(o, "self", json_boolean(leading));
 	if (event) {
 		json_object_set_new(o, "type", json_string("leader"));

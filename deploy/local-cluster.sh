@@ -34,7 +34,7 @@ export MERIDIAN_SECRET_FILE=$secret_file
 unset MERIDIAN_SECRET
 
 for port in 7600 7610 7620 7630 7640 7700 7701 7702; do
-	if [ -n "$(ss -Htuan "( sport = :$port or sport = :$((port + 1)) )")" ]; then
+	if [ -n "$(ss -Htuln "( sport = :$port or sport = :$((port + 1)) )")" ]; then
 		echo "local-cluster: port $port or $((port + 1)) is in use; is a cluster already running?" >&2
 		exit 2
 	fi
