@@ -41,13 +41,16 @@
 /*
  * Parses the flags of @cmd with cmd/flags.h.  Returns 0 (with *@help set
  * for -h/--help), or prints the problem and the usage line to stderr and
- * returns EXIT_USAGE.  None of these commands takes positional arguments.
+ * returns EXIT_USAGE.  With @first (rpc, sql) the flags come before
+ * positional arguments, whose first index goes there; without, none is
+ * accepted.
  */
-static int cli_flags(const char *cmd, const char *usage, int argc, char **argv,
-		     const struct flag *flags, size_t nflags, bool *help)
+static int cli_flags_args(const char *cmd, const char *usage, int argc, char **argv,
+			  const struct flag *flags, size_t nflags, bool *help, int *first)
 {
 	char err[256];
-	int rc = flags_parse(argc, argv, flags, nflags, err, sizeof(err));
+	int rc = first ? flags_parse_args(argc, argv, flags, nflags, first, err, sizeof(err)) :
+		 flags_parse(argc, argv, flags, nflags, err, sizeof(err));
 
 	if (rc == FLAGS_HELP) {
 		*help = true;
@@ -58,6 +61,12 @@ static int cli_flags(const char *cmd, const char *usage, int argc, char **argv,
 		return EXIT_USAGE;
 	}
 	return 0;
+}
+
+static int cli_flags(const char *cmd, const char *usage, int argc, char **argv,
+		     const struct flag *flags, size_t nflags, bool *help)
+{
+	return cli_flags_args(cmd, usage, argc, argv, flags, nflags, help, NULL);
 }
 
 /* "15s", "500ms", "2m", "1.5s", or a bare number of seconds -> ms (> 0). */
@@ -883,29 +892,6 @@ static int rpc_exit_code(const char *code, int status)
 	return EXIT_REMOTE_ERROR;
 }
 
-/* A value flag of `meridian rpc`: "--name value" or "--name=value". */
-static bool rpc_flag_value(int argc, char **argv, int *i, const char *name, const char **out,
-			   bool *missing)
-{
-	size_t n = strlen(name);
-	const char *a = argv[*i] + 2;
-
-	if (strncmp(a, name, n) != 0)
-		return false;
-	if (a[n] == '=') {
-		*out = a + n + 1;
-		return true;
-	}
-	if (a[n] != '\0')
-		return false;
-	if (*i + 1 >= argc) {
-		*missing = true;
-		return true;
-	}
-	*out = argv[++*i];
-	return true;
-}
-
 static int rpc_usage_error(const char *fmt, const char *what)
 {
 	fputs("meridian rpc: ", stderr);
@@ -945,38 +931,29 @@ static int rpc_print(json_t *root, bool json)
 int cmd_rpc(int argc, char **argv)
 {
 	const char *region = NULL, *node = NULL, *timeout = NULL, *api = NULL;
-	bool primary = false, leader = false, json = false, missing = false;
+	bool primary = false, leader = false, json = false;
 	int i, rc, tmo, ntargets;
 	struct http_reply r;
 	json_t *req, *args, *root, *e;
 	char *body;
 
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i];
+	bool help = false;
+	const struct flag flags[] = {
+		{ "region", FLAG_STRING, &region },
+		{ "node", FLAG_STRING, &node },
+		{ "primary", FLAG_BOOL, &primary },
+		{ "leader", FLAG_BOOL, &leader },
+		{ "json", FLAG_BOOL, &json },
+		{ "timeout", FLAG_STRING, &timeout },
+		{ "api", FLAG_STRING, &api },
+	};
 
-		if (strcmp(a, "--") == 0) {
-			i++;
-			break;
-		}
-		if (strncmp(a, "--", 2) != 0 && strcmp(a, "-h") != 0)
-			break;   /* METHOD */
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			printf("%s%s", rpc_usage, rpc_help);
-			return EXIT_OK_;
-		} else if (strcmp(a, "--primary") == 0) {
-			primary = true;
-		} else if (strcmp(a, "--leader") == 0) {
-			leader = true;
-		} else if (strcmp(a, "--json") == 0) {
-			json = true;
-		} else if (!rpc_flag_value(argc, argv, &i, "region", &region, &missing) &&
-			   !rpc_flag_value(argc, argv, &i, "node", &node, &missing) &&
-			   !rpc_flag_value(argc, argv, &i, "timeout", &timeout, &missing) &&
-			   !rpc_flag_value(argc, argv, &i, "api", &api, &missing)) {
-			return rpc_usage_error("unknown flag \"%s\"", a);
-		}
-		if (missing)
-			return rpc_usage_error("%s needs a value", a);
+	rc = cli_flags_args("rpc", rpc_usage, argc, argv, flags, NFLAGS(flags), &help, &i);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s%s", rpc_usage, rpc_help);
+		return EXIT_OK_;
 	}
 	ntargets = (region != NULL) + (node != NULL) + primary + leader;
 	if (ntargets != 1)
@@ -1418,37 +1395,28 @@ static int sql_usage_error(const char *fmt, const char *what)
 int cmd_sql(int argc, char **argv)
 {
 	const char *timeout = NULL, *api = NULL, *min_lsn = NULL;
-	bool write = false, wait = false, json = false, missing = false;
+	bool write = false, wait = false, json = false;
 	struct http_reply r;
 	json_t *req, *params, *root, *e;
 	char *body;
 	int i, rc, tmo;
 
-	for (i = 1; i < argc; i++) {
-		const char *a = argv[i];
+	bool help = false;
+	const struct flag flags[] = {
+		{ "write", FLAG_BOOL, &write },
+		{ "wait", FLAG_BOOL, &wait },
+		{ "json", FLAG_BOOL, &json },
+		{ "min-lsn", FLAG_STRING, &min_lsn },
+		{ "timeout", FLAG_STRING, &timeout },
+		{ "api", FLAG_STRING, &api },
+	};
 
-		if (strcmp(a, "--") == 0) {
-			i++;
-			break;
-		}
-		if (strncmp(a, "--", 2) != 0 && strcmp(a, "-h") != 0)
-			break;   /* SQL */
-		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-			printf("%s%s", sql_usage, sql_help);
-			return EXIT_OK_;
-		} else if (strcmp(a, "--write") == 0) {
-			write = true;
-		} else if (strcmp(a, "--wait") == 0) {
-			wait = true;
-		} else if (strcmp(a, "--json") == 0) {
-			json = true;
-		} else if (!rpc_flag_value(argc, argv, &i, "min-lsn", &min_lsn, &missing) &&
-			   !rpc_flag_value(argc, argv, &i, "timeout", &timeout, &missing) &&
-			   !rpc_flag_value(argc, argv, &i, "api", &api, &missing)) {
-			return sql_usage_error("unknown flag \"%s\"", a);
-		}
-		if (missing)
-			return sql_usage_error("%s needs a value", a);
+	rc = cli_flags_args("sql", sql_usage, argc, argv, flags, NFLAGS(flags), &help, &i);
+	if (rc)
+		return rc;
+	if (help) {
+		printf("%s%s", sql_usage, sql_help);
+		return EXIT_OK_;
 	}
 	if (i >= argc)
 		return sql_usage_error("%s", "no SQL given");

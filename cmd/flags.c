@@ -22,8 +22,9 @@ static const struct flag *flag_find(const struct flag *flags, size_t nflags, con
 	return NULL;
 }
 
-int flags_parse(int argc, char **argv, const struct flag *flags, size_t nflags, char *err,
-		size_t errlen)
+/* Both entry points: @first NULL forbids positional arguments. */
+static int parse(int argc, char **argv, const struct flag *flags, size_t nflags, int *first,
+		 char *err, size_t errlen)
 {
 	char dummy[1];
 
@@ -32,6 +33,8 @@ int flags_parse(int argc, char **argv, const struct flag *flags, size_t nflags, 
 		errlen = sizeof(dummy);
 	}
 	err[0] = '\0';
+	if (first)
+		*first = argc;
 	for (int i = 1; i < argc; i++) {
 		const char *arg = argv[i];
 		const char *val = NULL;
@@ -40,6 +43,14 @@ int flags_parse(int argc, char **argv, const struct flag *flags, size_t nflags, 
 
 		if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0)
 			return FLAGS_HELP;
+		if (strcmp(arg, "--") == 0 && first) {
+			*first = i + 1;
+			return 0;
+		}
+		if (first && (arg[0] != '-' || arg[1] == '\0')) {
+			*first = i;
+			return 0;
+		}
 		if (strcmp(arg, "--") == 0) {
 			if (i + 1 < argc) {
 				snprintf(err, errlen, "unexpected argument \"%s\"", argv[i + 1]);
@@ -93,4 +104,16 @@ int flags_parse(int argc, char **argv, const struct flag *flags, size_t nflags, 
 		l->v[l->n++] = val;
 	}
 	return 0;
+}
+
+int flags_parse(int argc, char **argv, const struct flag *flags, size_t nflags, char *err,
+		size_t errlen)
+{
+	return parse(argc, argv, flags, nflags, NULL, err, errlen);
+}
+
+int flags_parse_args(int argc, char **argv, const struct flag *flags, size_t nflags,
+		     int *first, char *err, size_t errlen)
+{
+	return parse(argc, argv, flags, nflags, first, err, errlen);
 }

@@ -7,7 +7,7 @@
  * check, so every flag's rules live next to its meaning.
  *
  * Accepted forms, and nothing cleverer (no abbreviations, no bundled
- * short options, no positional arguments: none of the commands takes one):
+ * short options; positional arguments only through flags_parse_args()):
  *
  *   --name value      a string or list flag; the next argument is the
  *                     value whatever it looks like ("--node --x" names
@@ -64,5 +64,15 @@ struct flag {
  */
 int flags_parse(int argc, char **argv, const struct flag *flags, size_t nflags, char *err,
 		size_t errlen);
+
+/*
+ * The same for commands whose flags come before positional arguments
+ * (`meridian rpc [flags] METHOD [ARG...]`): the flags end at the first
+ * argument that does not start with "-" (or is "-"), or after "--";
+ * *@first gets its index (@argc when there is none).  What follows is
+ * never read as flags, so an argument may look like one.
+ */
+int flags_parse_args(int argc, char **argv, const struct flag *flags, size_t nflags,
+		     int *first, char *err, size_t errlen);
 
 #endif

@@ -1069,6 +1069,35 @@ START_TEST(election_backend_and_lease)
 }
 END_TEST
 
+/* Flags, then positional arguments (meridian rpc and sql). */
+START_TEST(flags_with_arguments)
+{
+	const char *s = NULL;
+	bool b = false;
+	const struct flag fl[] = { { "str", FLAG_STRING, &s }, { "bool", FLAG_BOOL, &b } };
+	char *a1[] = { "cmd", "--str", "x", "--bool", "METHOD", "--str", "y", NULL };
+	char *a2[] = { "cmd", "--bool", "--", "--str", NULL };
+	char *a3[] = { "cmd", "--bool", NULL };
+	char *a4[] = { "cmd", "--nope", "M", NULL };
+	char err[128];
+	int first = -1;
+
+	ck_assert_int_eq(flags_parse_args(7, a1, fl, 2, &first, err, sizeof(err)), 0);
+	ck_assert_int_eq(first, 4);              /* METHOD, and what follows is its */
+	ck_assert_str_eq(s, "x");
+	ck_assert(b);
+	ck_assert_int_eq(flags_parse_args(4, a2, fl, 2, &first, err, sizeof(err)), 0);
+	ck_assert_int_eq(first, 3);              /* after "--": "--str" is an argument */
+	ck_assert_int_eq(flags_parse_args(2, a3, fl, 2, &first, err, sizeof(err)), 0);
+	ck_assert_int_eq(first, 2);              /* none */
+	ck_assert_int_eq(flags_parse_args(3, a4, fl, 2, &first, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "unknown flag \"--nope\"");
+	/* flags_parse() still refuses any argument. */
+	ck_assert_int_eq(flags_parse(7, a1, fl, 2, err, sizeof(err)), -EINVAL);
+	ck_assert_str_eq(err, "unexpected argument \"METHOD\"");
+}
+END_TEST
+
 START_TEST(usage_lists_every_flag)
 {
 	static const char *const all[] = {
@@ -1210,6 +1239,7 @@ int main(void)
 	tcase_add_test(tc, command_line_errors);
 	tcase_add_test(tc, rpc_flags);
 	tcase_add_test(tc, election_backend_and_lease);
+	tcase_add_test(tc, flags_with_arguments);
 	tcase_add_test(tc, usage_lists_every_flag);
 	tcase_add_test(tc, flags_module);
 	suite_add_tcase(s, tc);
