@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "cmd/agent.h"
+#include "cmd/onchange.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "region/handlers.h"
@@ -82,6 +83,7 @@ struct changes {
 	size_t npeers;
 
 	/* member side */
+	struct onchange *onchange;    /* --on-change, or NULL */
 	uint64_t last_delivered;      /* commit_lsn */
 	uint64_t max_term;
 
@@ -126,6 +128,14 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 		}
 		json_array_foreach(json_object_get(t, "events"), j, ev) {
 			json_object_set_new(ev, "term", json_integer(json_integer_value(term)));
+			json_object_set_new(ev, "type", json_string("change"));
+			if (c->onchange) {
+				char *line = json_dumps(ev, JSON_COMPACT);
+
+				if (line)
+					onchange_write(c->onchange, line, strlen(line));
+				free(line);
+			}
 			events_publish(c->events, "change", json_incref(ev));
 			c->delivered++;
 		}
@@ -693,6 +703,8 @@ struct changes *changes_new(uv_loop_t *loop, struct agent *a, const struct confi
 	uv_timer_init(loop, &c->kick);
 	c->tick.data = c->kick.data = c;
 	c->handles = 2;
+	if (cfg->on_change && (c->onchange = onchange_new(loop, cfg->on_change)) == NULL)
+		LOG(LOG_ERROR, "changes", "cannot start --on-change: out of memory");
 	return c;
 }
 
@@ -710,6 +722,8 @@ void changes_close(struct changes *c)
 		return;
 	consumer_stop(c);
 	outbox_clear(c);
+	onchange_close(c->onchange);
+	c->onchange = NULL;
 	pgoutput_delete(c->dec);
 	free(c->out);
 	free(c->peers);

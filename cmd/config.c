@@ -86,6 +86,9 @@ static const char usage_text[] =
 "  --slot NAME              logical replication slot, created if missing (meridian)\n"
 "  --publication NAME       publication, created FOR ALL TABLES if missing\n"
 "                           (meridian)\n"
+"  --on-change COMMAND      run `/bin/sh -c COMMAND` for the agent's life and write\n"
+"                           every change event to its stdin, one JSON line each\n"
+"                           (restarted if it exits; stopped if 4 MiB behind)\n"
 "  --election B             leader election backend: postgres (a lease row in the\n"
 "                           primary database; the default when one is given) or\n"
 "                           gossip (no database; not partition-safe)\n"
@@ -268,7 +271,7 @@ struct raw {
 	const char *leave_timeout, *drain_timeout, *rpc_upstream, *rpc_max_inflight;
 	const char *primary_database_url, *database_url, *election, *lease, *lease_renew;
 	const char *lease_guard, *lease_name, *on_leader, *replica_lag_timeout;
-	const char *replication_mode, *slot, *publication;
+	const char *replication_mode, *slot, *publication, *on_change;
 	const char *handler_v[RPC_HANDLERS_MAX];
 	struct flag_list handlers;
 	const char *join_v[CONFIG_SEEDS_MAX];
@@ -322,6 +325,7 @@ static int raw_parse(struct config *c, struct raw *r, int argc, char **argv)
 		{ "replication-mode", FLAG_STRING, &r->replication_mode },
 		{ "slot", FLAG_STRING, &r->slot },
 		{ "publication", FLAG_STRING, &r->publication },
+		{ "on-change", FLAG_STRING, &r->on_change },
 		{ "log-level", FLAG_STRING, &r->log_level },
 		{ "log-format", FLAG_STRING, &r->log_format },
 		{ "dev", FLAG_BOOL, &r->dev },
@@ -668,6 +672,9 @@ static int election_parse(struct config *c, const struct raw *r, const struct co
 					   k ? "publication" : "slot", v, CONFIG_PG_NAME_MAX);
 		memcpy(out, v, n + 1);
 	}
+	if (r->on_change && r->on_change[0] == '\0')
+		return usage_error(c, "--on-change: the command is empty");
+	c->on_change = r->on_change;
 	if (r->on_leader && r->on_leader[0] == '\0')
 		return usage_error(c, "--on-leader: the command is empty");
 	c->on_leader = r->on_leader;

@@ -122,6 +122,7 @@ struct config {
 	char lease_name[CONFIG_LEASE_NAME_MAX + 1];   /* --lease-name (meridian) */
 	uint32_t priority;                      /* --tag priority=N (0) */
 	const char *on_leader;                  /* --on-leader COMMAND; NULL: none */
+	const char *on_change;                  /* --on-change COMMAND; NULL: none */
 
 	/* The cluster key, derived from the secret (which is not kept). */
 	uint8_t key[SEAL_KEY_BYTES];

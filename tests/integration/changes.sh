@@ -60,6 +60,7 @@ declare -A REGION=([a1]=iad [a2]=iad [a3]=iad [f1]=fra [s1]=syd)
 start() {
 	local n=$1 p=$((base + ${PORT[$1]})) extra=()
 	[ "${REGION[$n]}" = iad ] && extra=("${iadflags[@]}")
+	[ "$n" = s1 ] && extra=(--on-change "cat >>$AGENTS_DIR/onchange-s1.jsonl")
 	agents_start "$n" "${REGION[$n]}" iad "127.0.0.1:$p" "127.0.0.1:$((p + 1))" "${common[@]}" \
 		--join "127.0.0.1:$base" --join "127.0.0.1:$((base + 10))" "${extra[@]}"
 }
@@ -140,7 +141,7 @@ for line in open(sys.argv[1]):
         e = json.loads(line)
     except ValueError:
         continue
-    if e.get("type") != "change" or e.get("table") != "public.items":
+    if e.get("type", "change") != "change" or e.get("table") != "public.items":
         continue
     key = (e["lsn"], e["xid"], e["op"], json.dumps(e.get("new"), sort_keys=True), json.dumps(e.get("old"), sort_keys=True))
     if key in seen:
@@ -172,6 +173,10 @@ for n in f1 s1; do
 	d=$(replay "$AGENTS_DIR/watch-$n.jsonl" 2>&1 >/dev/null | awk '{print $2}')
 	echo "# $n: $(grep -c '"type":"change"' "$AGENTS_DIR/watch-$n.jsonl") events, $d duplicates"
 done
+onchange_ok() {
+	replay "$AGENTS_DIR/onchange-s1.jsonl" 2>/dev/null | cmp -s - "$AGENTS_DIR/table.txt"
+}
+check "s1's --on-change command received every change too" agents_wait_until 30 onchange_ok
 busy=$(grep -c "is active for PID" "$AGENTS_DIR/pg/log" 2>/dev/null || true)
 check "no 55006 storm in the Postgres log ($busy over $handoffs handoffs)" \
 	test "${busy:-0}" -le $((handoffs * 5))

@@ -1107,7 +1107,7 @@ START_TEST(usage_lists_every_flag)
 		"reconnect-timeout", "tag", "leave-timeout", "handler", "rpc-upstream",
 		"rpc-max-inflight", "drain-timeout", "primary-database-url", "database-url",
 		"election", "lease", "lease-renew", "lease-guard", "lease-name", "on-leader",
-		"replica-lag-timeout", "replication-mode", "slot", "publication",
+		"replica-lag-timeout", "replication-mode", "slot", "publication", "on-change",
 		"log-level", "log-format", "dev", "help",
 	};
 	const char *u = config_usage();
