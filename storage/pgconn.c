@@ -14,12 +14,10 @@
  * machine from a fresh libuv callback, so that pgconn_query() never calls
  * back and no callback path recurses), conn_timer (the backoff wait in
  * IDLE, the connect deadline in CONNECTING) and query_timer (the earliest
- * query deadline).  The uv_poll is allocated per socket: libpq may switch
- * sockets while connecting (another address of the host, a retry without
- * SSL), even to a new socket under the old descriptor number, so after
- * every PQconnectPoll() the socket is identified by (fd, inode) and the
- * poll handle remade when that changed.  A poll handle is always closed
- * before PQfinish() closes its descriptor.
+ * query deadline).  The PGconn and the uv_poll on its socket are a
+ * struct pgsock (storage/pgsock.h): the poll handle is remade when libpq
+ * switches sockets while connecting, closed before PQfinish(), and frees
+ * itself, so it is not counted in `handles`.
  *
  * Callbacks may call pgconn_query() (which only queues and kicks) and
  * pgconn_close() (which marks closing and starts closing handles; the
@@ -35,15 +33,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "lib/backoff.h"
 #include "lib/log.h"
+#include "storage/pgsock.h"
 
 #define COMPONENT "pgconn"
 #define MAX_RESULTS 16        /* results gathered for one query before -EPROTO */
 #define MAX_NOTIFIES 1024     /* notifications dropped per readable event */
-#define MAX_POLL_ERRORS 3     /* poll error callbacks in a row before giving up */
 
 enum pgconn_state {
 	ST_IDLE = 0,
@@ -69,23 +66,14 @@ struct pgconn {
 	uv_loop_t *loop;
 	uint32_t connect_timeout_ms, query_timeout_ms, max_queue;
 
-	/* PQconnectStartParams() arguments, NULL-terminated, owned. */
-	char **kw, **val;
-	size_t nkw;
+	struct pgsock_params params;  /* PQconnectStartParams() arguments */
 
-	PGconn *pg;
+	struct pgsock sock;           /* the PGconn (sock.pg) and its uv_poll */
 	enum pgconn_state st;
 	uint64_t serial;              /* of the live connection */
-	bool flushing;                /* PQflush() said 1: wait for writable too */
-
-	uv_poll_t *poll;
-	int poll_fd;
-	ino_t poll_ino;
-	int poll_events;
-	unsigned poll_errors;         /* error callbacks in a row */
 
 	uv_timer_t kick, conn_timer, query_timer;
-	unsigned handles;             /* open handles; freed when 0 after closing */
+	unsigned handles;             /* open timers; freed when 0 after closing */
 	bool closing;
 
 	struct pgq *head, **tail;
@@ -111,37 +99,9 @@ static uint64_t splitmix64(uint64_t *s)
 	return z ^ (z >> 31);
 }
 
-/* Copies @src into @dst as one line: newlines and tabs become spaces,
- * runs of spaces collapse, the ends are trimmed.  libpq's messages are
- * multi-line ("...failed: Connection refused\n\tIs the server running"). */
-static void one_line(char *dst, size_t size, const char *src)
-{
-	size_t n = 0;
-	bool space = true;            /* drops leading blanks */
-
-	if (!size)
-		return;
-	for (; src && *src && n + 1 < size; src++) {
-		char ch = *src;
-
-		if (ch == '\n' || ch == '\t' || ch == '\r' || ch == ' ') {
-			if (space)
-				continue;
-			ch = ' ';
-			space = true;
-		} else {
-			space = false;
-		}
-		dst[n++] = ch;
-	}
-	while (n && dst[n - 1] == ' ')
-		n--;
-	dst[n] = '\0';
-}
-
 static void set_error(struct pgconn *c, const char *text)
 {
-	one_line(c->stats.last_error, sizeof(c->stats.last_error), text);
+	pgsock_one_line(c->stats.last_error, sizeof(c->stats.last_error), text);
 }
 
 /* ------------------------------------------------------------------ */
@@ -150,12 +110,7 @@ static void set_error(struct pgconn *c, const char *text)
 
 static void free_conn(struct pgconn *c)
 {
-	for (size_t i = 0; i < c->nkw; i++) {
-		free(c->kw[i]);
-		free(c->val[i]);
-	}
-	free(c->kw);
-	free(c->val);
+	pgsock_params_free(&c->params);
 	free(c);
 }
 
@@ -163,63 +118,8 @@ static void handle_closed(uv_handle_t *h)
 {
 	struct pgconn *c = h->data;
 
-	if (h->type == UV_POLL)
-		free(h);
 	if (--c->handles == 0 && c->closing)
 		free_conn(c);
-}
-
-static void poll_drop(struct pgconn *c)
-{
-	if (!c->poll)
-		return;
-	uv_poll_stop(c->poll);
-	uv_close((uv_handle_t *)c->poll, handle_closed);
-	c->poll = NULL;
-	c->poll_events = 0;
-}
-
-static void on_poll(uv_poll_t *h, int status, int events);
-
-/* Watches libpq's current socket for @events, remaking the poll handle
- * when the socket is not the one watched.  0 or -errno. */
-static int poll_watch(struct pgconn *c, int events)
-{
-	int fd = PQsocket(c->pg);
-	struct stat sb;
-	int rc;
-
-	if (fd < 0)
-		return -EBADF;
-	if (fstat(fd, &sb) != 0)
-		return -errno;
-	if (c->poll && (c->poll_fd != fd || c->poll_ino != sb.st_ino))
-		poll_drop(c);
-	if (!c->poll) {
-		uv_poll_t *p = malloc(sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		rc = uv_poll_init(c->loop, p, fd);
-		if (rc < 0) {
-			free(p);
-			return rc;
-		}
-		p->data = c;
-		c->handles++;
-		c->poll = p;
-		c->poll_fd = fd;
-		c->poll_ino = sb.st_ino;
-		c->poll_events = 0;
-		c->poll_errors = 0;
-	}
-	if (events != c->poll_events) {
-		rc = uv_poll_start(c->poll, events, on_poll);
-		if (rc < 0)
-			return rc;
-		c->poll_events = events;
-	}
-	return 0;
 }
 
 static void on_kick(uv_timer_t *t);
@@ -282,7 +182,7 @@ static void answer(struct pgconn *c, struct pgq *q, int status, const PGresult *
 	};
 
 	if (status < 0) {
-		one_line(line, sizeof(line), error && *error ? error : "unknown error");
+		pgsock_one_line(line, sizeof(line), error && *error ? error : "unknown error");
 		r.error = line;
 		c->stats.failures++;
 		if (status == -ETIMEDOUT)
@@ -324,19 +224,14 @@ static void fail_waiting(struct pgconn *c, uint64_t before, int status, const ch
 /* Drops the connection (if any) without answering anyone. */
 static void conn_drop(struct pgconn *c)
 {
-	poll_drop(c);
 	if (c->st == ST_READY || c->st == ST_BUSY)
 		c->stats.disconnects++;
-	if (c->pg) {
-		PQfinish(c->pg);
-		c->pg = NULL;
-	}
+	pgsock_finish(&c->sock);      /* the poll closed first, then PQfinish() */
 	if (c->res) {
 		PQclear(c->res);
 		c->res = NULL;
 	}
 	c->nres = 0;
-	c->flushing = false;
 	c->serial = 0;
 	c->st = ST_IDLE;
 	c->stats.connected = 0;
@@ -393,63 +288,34 @@ static void conn_lost(struct pgconn *c, int status, const char *sqlstate, const 
 	kick(c);
 }
 
-static void notice_swallow(void *arg, const char *message)
-{
-	char line[PGCONN_ERROR_MAX];
-
-	(void)arg;
-	if (LOG_DEBUG >= log_threshold) {
-		one_line(line, sizeof(line), message);
-		LOG(LOG_DEBUG, COMPONENT, "server notice: %s", line);
-	}
-}
-
 static void advance(struct pgconn *c);
 
 static void connected(struct pgconn *c)
 {
 	uv_timer_stop(&c->conn_timer);
-	if (PQsetnonblocking(c->pg, 1) != 0) {
-		connect_failed(c, PQerrorMessage(c->pg));
-		return;
-	}
-	PQsetNoticeProcessor(c->pg, notice_swallow, c);
 	c->st = ST_READY;
 	c->serial = ++c->stats.connects;
 	c->stats.connected = 1;
 	c->in_backoff = false;
 	backoff_reset(&c->bo);
-	if (poll_watch(c, UV_READABLE) < 0) {
+	if (pgsock_watch(&c->sock, UV_READABLE) < 0) {
 		conn_lost(c, -ECONNRESET, NULL, "cannot watch the connection's socket");
 		return;
 	}
-	LOG(LOG_INFO, COMPONENT, "connected to %s:%s (backend pid %d)", PQhost(c->pg),
-	    PQport(c->pg), PQbackendPID(c->pg));
+	LOG(LOG_INFO, COMPONENT, "connected to %s:%s (backend pid %d)", PQhost(c->sock.pg),
+	    PQport(c->sock.pg), PQbackendPID(c->sock.pg));
 	advance(c);
 }
 
 static void connect_step(struct pgconn *c)
 {
-	int events;
+	int rc = pgsock_connect_step(&c->sock);
 
-	switch (PQconnectPoll(c->pg)) {
-	case PGRES_POLLING_OK:
+	if (rc == PGSOCK_CONNECTED)
 		connected(c);
-		return;
-	case PGRES_POLLING_FAILED:
-		connect_failed(c, PQerrorMessage(c->pg));
-		return;
-	case PGRES_POLLING_READING:
-		events = UV_READABLE;
-		break;
-	case PGRES_POLLING_WRITING:
-		events = UV_WRITABLE;
-		break;
-	default:
-		events = UV_READABLE | UV_WRITABLE;
-		break;
-	}
-	if (poll_watch(c, events) < 0)
+	else if (rc == PGSOCK_FAILED)
+		connect_failed(c, PQerrorMessage(c->sock.pg));
+	else if (rc < 0)
 		connect_failed(c, "cannot watch the connection's socket");
 }
 
@@ -457,23 +323,18 @@ static void on_conn_timer(uv_timer_t *t);
 
 static void connect_start(struct pgconn *c)
 {
-	int rc;
+	int rc = pgsock_connect_start(&c->sock, &c->params);
 
-	c->pg = PQconnectStartParams((const char *const *)c->kw, (const char *const *)c->val, 0);
-	if (!c->pg) {
-		connect_failed(c, "out of memory");
+	if (rc == PGSOCK_FAILED) {
+		connect_failed(c, c->sock.pg ? PQerrorMessage(c->sock.pg) : "out of memory");
 		return;
 	}
-	if (PQstatus(c->pg) == CONNECTION_BAD) {
-		connect_failed(c, PQerrorMessage(c->pg));
+	if (rc < 0) {
+		connect_failed(c, uv_strerror(rc));
 		return;
 	}
 	c->st = ST_CONNECTING;
 	uv_timer_start(&c->conn_timer, on_conn_timer, c->connect_timeout_ms, 0);
-	/* libpq: start as if PQconnectPoll() had said POLLING_WRITING. */
-	rc = poll_watch(c, UV_WRITABLE);
-	if (rc < 0)
-		connect_failed(c, uv_strerror(rc));
 }
 
 /* ------------------------------------------------------------------ */
@@ -484,14 +345,13 @@ static void connect_start(struct pgconn *c)
  * false when the connection was lost (already handled). */
 static bool flush_and_watch(struct pgconn *c)
 {
-	int r = PQflush(c->pg);
+	int rc = pgsock_flush(&c->sock);
 
-	if (r < 0) {
-		conn_lost(c, -ECONNRESET, NULL, PQerrorMessage(c->pg));
+	if (rc == PGSOCK_FAILED) {
+		conn_lost(c, -ECONNRESET, NULL, PQerrorMessage(c->sock.pg));
 		return false;
 	}
-	c->flushing = r == 1;
-	if (poll_watch(c, c->flushing ? UV_READABLE | UV_WRITABLE : UV_READABLE) < 0) {
+	if (rc < 0) {
 		conn_lost(c, -ECONNRESET, NULL, "cannot watch the connection's socket");
 		return false;
 	}
@@ -502,10 +362,10 @@ static void send_head(struct pgconn *c)
 {
 	struct pgq *q = c->head;
 
-	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
+	if (!PQsendQueryParams(c->sock.pg, q->sql, q->nparams, NULL, q->params, NULL, NULL, 0)) {
 		/* Only a broken connection makes a well-formed send fail. */
 		c->st = ST_BUSY;
-		conn_lost(c, -ECONNRESET, NULL, PQerrorMessage(c->pg));
+		conn_lost(c, -ECONNRESET, NULL, PQerrorMessage(c->sock.pg));
 		return;
 	}
 	c->st = ST_BUSY;
@@ -577,9 +437,9 @@ static void finish_running(struct pgconn *c)
 			 PQresStatus(PQresultStatus(r)));
 	}
 
-	if (PQstatus(c->pg) == CONNECTION_BAD) {
+	if (PQstatus(c->sock.pg) == CONNECTION_BAD) {
 		if (!*text)
-			snprintf(text, sizeof(text), "%s", PQerrorMessage(c->pg));
+			snprintf(text, sizeof(text), "%s", PQerrorMessage(c->sock.pg));
 		if (status != 0) {
 			/* e.g. FATAL 57P01 (administrator shutdown) as the answer:
 			 * the connection is gone, say so.  conn_lost() copies the
@@ -600,8 +460,8 @@ static void finish_running(struct pgconn *c)
 
 	queue_unlink(c, q);
 	c->st = ST_READY;
-	c->flushing = false;
-	if (poll_watch(c, UV_READABLE) < 0) {
+	c->sock.flushing = false;
+	if (pgsock_watch(&c->sock, UV_READABLE) < 0) {
 		/* Answer first, then drop the connection for the next query. */
 		answer(c, q, status, r, state, text, serial);
 		PQclear(r);
@@ -623,9 +483,9 @@ static void collect(struct pgconn *c)
 	for (;;) {
 		PGresult *r;
 
-		if (PQisBusy(c->pg))
+		if (PQisBusy(c->sock.pg))
 			return;
-		r = PQgetResult(c->pg);
+		r = PQgetResult(c->sock.pg);
 		if (!r) {
 			finish_running(c);
 			return;
@@ -649,8 +509,8 @@ static void input_failed(struct pgconn *c)
 	char text[PGCONN_ERROR_MAX];
 	const char *state = NULL;
 
-	for (int i = 0; i < MAX_RESULTS && !PQisBusy(c->pg); i++) {
-		PGresult *r = PQgetResult(c->pg);
+	for (int i = 0; i < MAX_RESULTS && !PQisBusy(c->sock.pg); i++) {
+		PGresult *r = PQgetResult(c->sock.pg);
 
 		if (!r)
 			break;
@@ -660,7 +520,7 @@ static void input_failed(struct pgconn *c)
 		state = PQresultErrorField(c->res, PG_DIAG_SQLSTATE);
 		result_error(c->res, text, sizeof(text));
 	} else {
-		snprintf(text, sizeof(text), "%s", PQerrorMessage(c->pg));
+		snprintf(text, sizeof(text), "%s", PQerrorMessage(c->sock.pg));
 	}
 	if (!*text)
 		snprintf(text, sizeof(text), "connection lost");
@@ -671,25 +531,14 @@ static void on_poll(uv_poll_t *h, int status, int events)
 {
 	struct pgconn *c = h->data;
 
-	if (c->closing || h != c->poll)
+	if (c->closing || !pgsock_current(&c->sock, h))
 		return;
-	if (status < 0) {
-		/* libuv says UV_EBADF for POLLERR (a refused connect, a reset)
-		 * and has stopped the handle.  libpq tells the real story: let
-		 * it read and write, unless this keeps happening. */
-		int want = c->poll_events;
-
-		c->poll_events = 0;
-		if (++c->poll_errors > MAX_POLL_ERRORS || poll_watch(c, want) < 0) {
-			if (c->st == ST_CONNECTING)
-				connect_failed(c, uv_strerror(status));
-			else
-				conn_lost(c, -ECONNRESET, NULL, uv_strerror(status));
-			return;
-		}
-		events = UV_READABLE | UV_WRITABLE;
-	} else {
-		c->poll_errors = 0;
+	if (pgsock_poll_status(&c->sock, status, &events) < 0) {
+		if (c->st == ST_CONNECTING)
+			connect_failed(c, uv_strerror(status));
+		else
+			conn_lost(c, -ECONNRESET, NULL, uv_strerror(status));
+		return;
 	}
 	switch (c->st) {
 	case ST_CONNECTING:
@@ -698,12 +547,12 @@ static void on_poll(uv_poll_t *h, int status, int events)
 	case ST_READY:
 		/* Nothing asked: the server speaks only to say goodbye (or a
 		 * notification, which nobody here listens to). */
-		if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+		if (!PQconsumeInput(c->sock.pg) || PQstatus(c->sock.pg) == CONNECTION_BAD) {
 			input_failed(c);
 			return;
 		}
 		for (int i = 0; i < MAX_NOTIFIES; i++) {
-			PGnotify *n = PQnotifies(c->pg);
+			PGnotify *n = PQnotifies(c->sock.pg);
 
 			if (!n)
 				break;
@@ -711,11 +560,11 @@ static void on_poll(uv_poll_t *h, int status, int events)
 		}
 		return;
 	case ST_BUSY:
-		if ((events & UV_READABLE) && !PQconsumeInput(c->pg)) {
+		if ((events & UV_READABLE) && !PQconsumeInput(c->sock.pg)) {
 			input_failed(c);
 			return;
 		}
-		if (c->flushing && !flush_and_watch(c))
+		if (c->sock.flushing && !flush_and_watch(c))
 			return;
 		collect(c);
 		return;
@@ -804,116 +653,33 @@ static void on_query_timer(uv_timer_t *t)
 /* Public                                                              */
 /* ------------------------------------------------------------------ */
 
-static bool forced_key(const char *k)
-{
-	static const char *const keys[] = {
-		"keepalives", "keepalives_idle", "keepalives_interval", "keepalives_count",
-		"tcp_user_timeout", "connect_timeout", "fallback_application_name", "options",
-	};
-
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (!strcmp(k, keys[i]))
-			return true;
-	return false;
-}
-
-static int push_kv(struct pgconn *c, size_t cap, const char *k, const char *v)
-{
-	if (c->nkw >= cap)
-		return -ENOMEM;
-	c->kw[c->nkw] = strdup(k);
-	c->val[c->nkw] = strdup(v);
-	if (!c->kw[c->nkw] || !c->val[c->nkw]) {
-		free(c->kw[c->nkw]);
-		free(c->val[c->nkw]);
-		return -ENOMEM;
-	}
-	c->nkw++;
-	return 0;
-}
-
 static uint32_t or_default(uint32_t v, uint32_t def)
 {
 	return v ? v : def;
 }
 
-/* Builds the keyword/value arrays: the conninfo's own settings, then
- * ours (see the top of pgconn.h for who wins). */
+/* The keyword/value arrays: the conninfo's own settings, then ours (see
+ * the top of pgconn.h for who wins). */
 static int build_params(struct pgconn *c, const struct pgconn_config *cfg, char *err,
 			size_t errlen)
 {
-	PQconninfoOption *opts, *o;
-	char *perr = NULL, num[32], *options = NULL;
-	const char *user_options = NULL;
-	size_t n = 0, cap;
-	int rc = 0;
+	char extra[48];
+	struct pgsock_options o = {
+		.conninfo = cfg->conninfo,
+		.application_name = cfg->application_name,
+		.keepalives_idle_s = cfg->keepalives_idle_s,
+		.keepalives_interval_s = cfg->keepalives_interval_s,
+		.keepalives_count = cfg->keepalives_count,
+		.tcp_user_timeout_ms = cfg->tcp_user_timeout_ms,
+		.connect_timeout_ms = c->connect_timeout_ms,
+	};
 
-	opts = PQconninfoParse(cfg->conninfo, &perr);
-	if (!opts) {
-		if (err)
-			one_line(err, errlen, perr ? perr : "out of memory");
-		PQfreemem(perr);
-		return -EINVAL;
+	if (cfg->statement_timeout_ms) {
+		snprintf(extra, sizeof(extra), "-c statement_timeout=%" PRIu32,
+			 cfg->statement_timeout_ms);
+		o.extra_options = extra;
 	}
-	for (o = opts; o->keyword; o++)
-		n++;
-	cap = n + 16;
-	c->kw = calloc(cap + 1, sizeof(char *));
-	c->val = calloc(cap + 1, sizeof(char *));
-	if (!c->kw || !c->val) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (o = opts; o->keyword && !rc; o++) {
-		if (!o->val)
-			continue;
-		if (!strcmp(o->keyword, "options"))
-			user_options = o->val;
-		if (!forced_key(o->keyword))
-			rc = push_kv(c, cap, o->keyword, o->val);
-	}
-	rc = rc ? rc : push_kv(c, cap, "keepalives", "1");
-#define PUSH_NUM(key, v)                                           \
-	do {                                                       \
-		snprintf(num, sizeof(num), "%" PRIu32, (uint32_t)(v)); \
-		if (!rc)                                           \
-			rc = push_kv(c, cap, key, num);            \
-	} while (0)
-	PUSH_NUM("keepalives_idle", or_default(cfg->keepalives_idle_s, 5));
-	PUSH_NUM("keepalives_interval", or_default(cfg->keepalives_interval_s, 2));
-	PUSH_NUM("keepalives_count", or_default(cfg->keepalives_count, 3));
-	PUSH_NUM("tcp_user_timeout", or_default(cfg->tcp_user_timeout_ms, 10000));
-	/* libpq's is whole seconds, at least 1 (it only bounds blocking
-	 * connects; ours are bounded by connect_timeout_ms). */
-	PUSH_NUM("connect_timeout", c->connect_timeout_ms < 2000 ? 1 :
-				    c->connect_timeout_ms / 1000);
-#undef PUSH_NUM
-	if (!rc)
-		rc = push_kv(c, cap, "fallback_application_name",
-			     cfg->application_name && *cfg->application_name ?
-				     cfg->application_name : "meridian");
-	if (!rc && (cfg->statement_timeout_ms || user_options)) {
-		size_t len = (user_options ? strlen(user_options) : 0) + 64;
-
-		options = malloc(len);
-		if (!options) {
-			rc = -ENOMEM;
-		} else {
-			snprintf(options, len, "%s%s", user_options ? user_options : "",
-				 user_options && cfg->statement_timeout_ms ? " " : "");
-			if (cfg->statement_timeout_ms)
-				snprintf(options + strlen(options), len - strlen(options),
-					 "-c statement_timeout=%" PRIu32,
-					 cfg->statement_timeout_ms);
-			rc = push_kv(c, cap, "options", options);
-		}
-	}
-out:
-	free(options);
-	PQconninfoFree(opts);
-	if (rc && err)
-		snprintf(err, errlen, "out of memory");
-	return rc;
+	return pgsock_params_build(&c->params, &o, err, errlen);
 }
 
 struct pgconn *pgconn_new(uv_loop_t *loop, const struct pgconn_config *cfg, char *err,
@@ -940,6 +706,7 @@ struct pgconn *pgconn_new(uv_loop_t *loop, const struct pgconn_config *cfg, char
 		return NULL;
 	}
 	c->loop = loop;
+	pgsock_init(&c->sock, loop, on_poll, c, COMPONENT);
 	c->connect_timeout_ms = or_default(cfg->connect_timeout_ms, 5000);
 	c->query_timeout_ms = or_default(cfg->query_timeout_ms, 5000);
 	c->max_queue = or_default(cfg->max_queue, 16);
@@ -1045,7 +812,7 @@ void pgconn_stats_get(const struct pgconn *c, struct pgconn_stats *out)
 
 int pgconn_socket(const struct pgconn *c)
 {
-	if (!c || !c->pg || (c->st != ST_READY && c->st != ST_BUSY))
+	if (!c || !c->sock.pg || (c->st != ST_READY && c->st != ST_BUSY))
 		return -1;
-	return PQsocket(c->pg);
+	return PQsocket(c->sock.pg);
 }

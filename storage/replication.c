@@ -24,10 +24,10 @@
  * may call repl_stop(), which frees nothing before libuv has closed our
  * handles.
  *
- * The uv_poll of the stream connection follows pgconn.c: libpq may change
- * sockets while connecting, so the socket is identified by (fd, inode)
- * and the handle remade when that changes; it is always closed before
- * PQfinish() closes the descriptor.
+ * The stream connection and the uv_poll on its socket are a struct pgsock
+ * (storage/pgsock.h), as in pgconn.c: the poll handle is remade when
+ * libpq switches sockets while connecting, closed before PQfinish(), and
+ * frees itself, so `handles` counts only the timers.
  */
 #include "storage/replication.h"
 
@@ -36,7 +36,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <libpq-fe.h>
 
@@ -45,11 +44,11 @@
 #include "lib/log.h"
 #include "storage/lsn.h"
 #include "storage/pgconn.h"
+#include "storage/pgsock.h"
 
 #define COMPONENT "repl"
 #define MAX_RESULTS 16          /* results of one setup statement before giving up */
 #define READ_BATCH 1024         /* stream messages handled per libuv callback */
-#define MAX_IO_ERRORS 3         /* poll error callbacks in a row before giving up */
 #define MAX_CREATES 2           /* slot/publication creations per session */
 #define PG_EPOCH_UNIX_MS 946684800000ULL   /* 2000-01-01T00:00:00Z */
 
@@ -87,17 +86,11 @@ struct repl {
 	uint32_t busy_tries;        /* 55006 answers in a row */
 	bool busy_episode, busy_escalated;
 
-	/* Stream mode: the replication connection. */
-	char **kw, **val;
-	PGconn *pg;
+	/* Stream mode: the replication connection (io.pg) and its uv_poll. */
+	struct pgsock_params params;
+	struct pgsock io;
 	PGresult *res;              /* the running setup statement's answer so far */
 	int nres;
-	bool flushing;
-	uv_poll_t *io;
-	int io_fd;
-	ino_t io_ino;
-	int io_events;
-	unsigned io_errors;
 
 	/* Poll mode. */
 	struct pgconn *pc;
@@ -213,31 +206,6 @@ static uint32_t or_default(uint32_t v, uint32_t def)
 	return v ? v : def;
 }
 
-/* Copies @src as one line (libpq's messages span several). */
-static void one_line(char *dst, size_t size, const char *src)
-{
-	size_t n = 0;
-	bool space = true;
-
-	for (; src && *src && n + 1 < size; src++) {
-		char ch = *src;
-
-		if (ch == '\n' || ch == '\t' || ch == '\r' || ch == ' ') {
-			if (space)
-				continue;
-			ch = ' ';
-			space = true;
-		} else {
-			space = false;
-		}
-		dst[n++] = ch;
-	}
-	while (n && dst[n - 1] == ' ')
-		n--;
-	if (size)
-		dst[n] = '\0';
-}
-
 /* "SQLSTATE xxxxx: message" of an error result. */
 static void result_error(const PGresult *res, char *out, size_t size)
 {
@@ -249,7 +217,7 @@ static void result_error(const PGresult *res, char *out, size_t size)
 		msg = PQresultErrorMessage(res);
 	if (!msg || !*msg)
 		msg = PQresStatus(PQresultStatus(res));
-	one_line(line, sizeof(line), msg);
+	pgsock_one_line(line, sizeof(line), msg);
 	if (state && *state)
 		snprintf(out, size, "SQLSTATE %.5s: %.*s", state, REPL_ERROR_MAX - 20, line);
 	else
@@ -285,12 +253,7 @@ static uint64_t max_u64(uint64_t a, uint64_t b)
 
 static void free_repl(struct repl *r)
 {
-	for (size_t i = 0; r->kw && r->kw[i]; i++) {
-		free(r->kw[i]);
-		free(r->val[i]);
-	}
-	free(r->kw);
-	free(r->val);
+	pgsock_params_free(&r->params);
 	free(r);
 }
 
@@ -298,76 +261,19 @@ static void handle_closed(uv_handle_t *h)
 {
 	struct repl *r = h->data;
 
-	if (h->type == UV_POLL)
-		free(h);
 	if (--r->handles == 0 && r->stopping)
 		free_repl(r);
-}
-
-static void io_drop(struct repl *r)
-{
-	if (!r->io)
-		return;
-	uv_poll_stop(r->io);
-	uv_close((uv_handle_t *)r->io, handle_closed);
-	r->io = NULL;
-	r->io_events = 0;
-}
-
-static void on_io(uv_poll_t *h, int status, int events);
-
-static int io_watch(struct repl *r, int events)
-{
-	int fd = PQsocket(r->pg), rc;
-	struct stat sb;
-
-	if (fd < 0)
-		return -EBADF;
-	if (fstat(fd, &sb) != 0)
-		return -errno;
-	if (r->io && (r->io_fd != fd || r->io_ino != sb.st_ino))
-		io_drop(r);
-	if (!r->io) {
-		uv_poll_t *p = malloc(sizeof(*p));
-
-		if (!p)
-			return -ENOMEM;
-		rc = uv_poll_init(r->loop, p, fd);
-		if (rc < 0) {
-			free(p);
-			return rc;
-		}
-		p->data = r;
-		r->handles++;
-		r->io = p;
-		r->io_fd = fd;
-		r->io_ino = sb.st_ino;
-		r->io_events = 0;
-		r->io_errors = 0;
-	}
-	if (events != r->io_events) {
-		rc = uv_poll_start(r->io, events, on_io);
-		if (rc < 0)
-			return rc;
-		r->io_events = events;
-	}
-	return 0;
 }
 
 /* Closes the stream connection, if any. */
 static void conn_drop(struct repl *r)
 {
-	io_drop(r);
 	if (r->res) {
 		PQclear(r->res);
 		r->res = NULL;
 	}
 	r->nres = 0;
-	if (r->pg) {
-		PQfinish(r->pg);
-		r->pg = NULL;
-	}
-	r->flushing = false;
+	pgsock_finish(&r->io);        /* the poll closed first, then PQfinish() */
 }
 
 /* ------------------------------------------------------------------ */
@@ -390,7 +296,7 @@ static void session_failed(struct repl *r, const char *why)
 	char text[REPL_ERROR_MAX];
 	uint32_t delay;
 
-	one_line(text, sizeof(text), why && *why ? why : "unknown error");
+	pgsock_one_line(text, sizeof(text), why && *why ? why : "unknown error");
 	memcpy(r->stats.last_error, text, sizeof(text));
 	conn_drop(r);
 	if (!r->stopping)
@@ -410,7 +316,7 @@ static void slot_busy(struct repl *r, const char *why)
 	char text[REPL_ERROR_MAX];
 	uint32_t delay;
 
-	one_line(text, sizeof(text), why);
+	pgsock_one_line(text, sizeof(text), why);
 	memcpy(r->stats.last_error, text, sizeof(text));
 	r->stats.slot_busy++;
 	r->busy_tries++;
@@ -467,14 +373,13 @@ static void streaming_started(struct repl *r)
  * false when the session failed (already handled). */
 static bool flush_and_watch(struct repl *r)
 {
-	int rc = PQflush(r->pg);
+	int rc = pgsock_flush(&r->io);
 
-	if (rc < 0) {
-		session_failed(r, PQerrorMessage(r->pg));
+	if (rc == PGSOCK_FAILED) {
+		session_failed(r, PQerrorMessage(r->io.pg));
 		return false;
 	}
-	r->flushing = rc == 1;
-	if (io_watch(r, UV_READABLE | (r->flushing ? UV_WRITABLE : 0)) < 0) {
+	if (rc < 0) {
 		session_failed(r, "cannot watch the connection's socket");
 		return false;
 	}
@@ -486,12 +391,12 @@ static void send_status(struct repl *r)
 	uint8_t msg[REPL_STATUS_LEN];
 	int rc;
 
-	if (r->phase != PH_STREAMING || !r->pg)
+	if (r->phase != PH_STREAMING || !r->io.pg)
 		return;
 	repl_status_encode(msg, r->stats.flushed_lsn, repl_pg_time_us(clock_wall_ms()));
-	rc = PQputCopyData(r->pg, (const char *)msg, sizeof(msg));
+	rc = PQputCopyData(r->io.pg, (const char *)msg, sizeof(msg));
 	if (rc < 0) {
-		session_failed(r, PQerrorMessage(r->pg));
+		session_failed(r, PQerrorMessage(r->io.pg));
 		return;
 	}
 	if (rc == 0)
@@ -559,13 +464,13 @@ static void read_stream(struct repl *r)
 
 	for (int n = 0; n < READ_BATCH; n++) {
 		char *buf = NULL;
-		int len = PQgetCopyData(r->pg, &buf, 1);
+		int len = PQgetCopyData(r->io.pg, &buf, 1);
 
 		if (len == 0)
 			return;
 		if (len == -1) {
 			/* The server ended the stream: its error says why. */
-			PGresult *res = PQgetResult(r->pg);
+			PGresult *res = PQgetResult(r->io.pg);
 
 			if (res && is_error(res))
 				result_error(res, text, sizeof(text));
@@ -576,7 +481,7 @@ static void read_stream(struct repl *r)
 			return;
 		}
 		if (len < 0) {
-			snprintf(text, sizeof(text), "stream lost: %s", PQerrorMessage(r->pg));
+			snprintf(text, sizeof(text), "stream lost: %s", PQerrorMessage(r->io.pg));
 			session_failed(r, text);
 			return;
 		}
@@ -596,72 +501,44 @@ static void on_resume(uv_timer_t *t)
 		read_stream(r);
 }
 
-static void notice_swallow(void *arg, const char *message)
-{
-	char line[REPL_ERROR_MAX];
-
-	(void)arg;
-	if (LOG_DEBUG >= log_threshold) {
-		one_line(line, sizeof(line), message);
-		LOG(LOG_DEBUG, COMPONENT, "server notice: %s", line);
-	}
-}
-
 static void connect_step(struct repl *r)
 {
 	char text[REPL_ERROR_MAX];
-	int events;
+	int rc = pgsock_connect_step(&r->io);
 
-	switch (PQconnectPoll(r->pg)) {
-	case PGRES_POLLING_OK:
+	if (rc == PGSOCK_CONNECTED) {
 		uv_timer_stop(&r->timer);
-		if (PQsetnonblocking(r->pg, 1) != 0) {
-			snprintf(text, sizeof(text), "could not connect: %s", PQerrorMessage(r->pg));
-			session_failed(r, text);
-			return;
-		}
-		PQsetNoticeProcessor(r->pg, notice_swallow, r);
 		LOG(LOG_INFO, COMPONENT, "replication connection to %s:%s (walsender pid %d)",
-		    PQhost(r->pg), PQport(r->pg), PQbackendPID(r->pg));
+		    PQhost(r->io.pg), PQport(r->io.pg), PQbackendPID(r->io.pg));
 		run_step(r, STEP_PUB_CHECK);
-		return;
-	case PGRES_POLLING_FAILED:
-		snprintf(text, sizeof(text), "could not connect: %s", PQerrorMessage(r->pg));
+	} else if (rc == PGSOCK_FAILED) {
+		snprintf(text, sizeof(text), "could not connect: %s", PQerrorMessage(r->io.pg));
 		session_failed(r, text);
-		return;
-	case PGRES_POLLING_READING:
-		events = UV_READABLE;
-		break;
-	case PGRES_POLLING_WRITING:
-		events = UV_WRITABLE;
-		break;
-	default:
-		events = UV_READABLE | UV_WRITABLE;
-		break;
-	}
-	if (io_watch(r, events) < 0)
+	} else if (rc < 0) {
 		session_failed(r, "could not connect: cannot watch the socket");
+	}
 }
 
 static void connect_start(struct repl *r)
 {
 	char text[REPL_ERROR_MAX];
+	int rc = pgsock_connect_start(&r->io, &r->params);
 
-	r->pg = PQconnectStartParams((const char *const *)r->kw, (const char *const *)r->val, 0);
-	if (!r->pg) {
+	if (rc == PGSOCK_FAILED && !r->io.pg) {
 		session_failed(r, "could not connect: out of memory");
 		return;
 	}
-	if (PQstatus(r->pg) == CONNECTION_BAD) {
-		snprintf(text, sizeof(text), "could not connect: %s", PQerrorMessage(r->pg));
+	if (rc == PGSOCK_FAILED) {
+		snprintf(text, sizeof(text), "could not connect: %s", PQerrorMessage(r->io.pg));
 		session_failed(r, text);
+		return;
+	}
+	if (rc < 0) {
+		session_failed(r, "could not connect: cannot watch the socket");
 		return;
 	}
 	r->phase = PH_CONNECTING;
 	arm_timer(r, r->connect_timeout_ms);
-	/* libpq: start as if PQconnectPoll() had said POLLING_WRITING. */
-	if (io_watch(r, UV_WRITABLE) < 0)
-		session_failed(r, "could not connect: cannot watch the socket");
 }
 
 static void step_answer(struct repl *r, const PGresult *res, const char *sqlstate,
@@ -675,9 +552,9 @@ static void collect_setup(struct repl *r)
 	for (;;) {
 		PGresult *res;
 
-		if (PQisBusy(r->pg))
+		if (PQisBusy(r->io.pg))
 			return;
-		res = PQgetResult(r->pg);
+		res = PQgetResult(r->io.pg);
 		if (!res)
 			break;
 		if (PQresultStatus(res) == PGRES_COPY_BOTH) {
@@ -736,40 +613,30 @@ static void on_io(uv_poll_t *h, int status, int events)
 	struct repl *r = h->data;
 	char text[REPL_ERROR_MAX];
 
-	if (r->stopping || h != r->io)
+	if (r->stopping || !pgsock_current(&r->io, h))
 		return;
-	if (status < 0) {
-		/* libuv says UV_EBADF on POLLERR and stops the handle; libpq
-		 * tells the real story, unless this keeps happening. */
-		int want = r->io_events;
-
-		r->io_events = 0;
-		if (++r->io_errors > MAX_IO_ERRORS || io_watch(r, want) < 0) {
-			snprintf(text, sizeof(text), "socket error: %s", uv_strerror(status));
-			session_failed(r, text);
-			return;
-		}
-		events = UV_READABLE | UV_WRITABLE;
-	} else {
-		r->io_errors = 0;
+	if (pgsock_poll_status(&r->io, status, &events) < 0) {
+		snprintf(text, sizeof(text), "socket error: %s", uv_strerror(status));
+		session_failed(r, text);
+		return;
 	}
 	if (r->phase == PH_CONNECTING) {
 		connect_step(r);
 		return;
 	}
 	if ((events & UV_READABLE) &&
-	    (!PQconsumeInput(r->pg) || PQstatus(r->pg) == CONNECTION_BAD)) {
-		snprintf(text, sizeof(text), "connection lost: %s", PQerrorMessage(r->pg));
-		if (r->phase == PH_SETUP && !PQisBusy(r->pg)) {
+	    (!PQconsumeInput(r->io.pg) || PQstatus(r->io.pg) == CONNECTION_BAD)) {
+		snprintf(text, sizeof(text), "connection lost: %s", PQerrorMessage(r->io.pg));
+		if (r->phase == PH_SETUP && !PQisBusy(r->io.pg)) {
 			collect_setup(r);   /* the server's last word (e.g. FATAL) */
 			if (r->stopping || r->phase != PH_SETUP)
 				return;
 		}
-		if (r->pg)
+		if (r->io.pg)
 			session_failed(r, text);
 		return;
 	}
-	if (r->flushing && !flush_and_watch(r))
+	if (r->io.flushing && !flush_and_watch(r))
 		return;
 	switch (r->phase) {
 	case PH_SETUP:
@@ -790,8 +657,8 @@ static void send_sql(struct repl *r, const char *sql)
 	char text[REPL_ERROR_MAX];
 
 	r->phase = PH_SETUP;
-	if (!PQsendQuery(r->pg, sql)) {
-		snprintf(text, sizeof(text), "sending a statement: %s", PQerrorMessage(r->pg));
+	if (!PQsendQuery(r->io.pg, sql)) {
+		snprintf(text, sizeof(text), "sending a statement: %s", PQerrorMessage(r->io.pg));
 		session_failed(r, text);
 		return;
 	}
@@ -808,9 +675,9 @@ static void stream_step(struct repl *r, enum step step)
 	char *lit;
 
 	/* START's publication_names is a list of identifiers in a string. */
-	lit = PQescapeLiteral(r->pg, name, strlen(name));
+	lit = PQescapeLiteral(r->io.pg, name, strlen(name));
 	if (!lit) {
-		session_failed(r, PQerrorMessage(r->pg));
+		session_failed(r, PQerrorMessage(r->io.pg));
 		return;
 	}
 	switch (step) {
@@ -901,7 +768,7 @@ static void on_advance_answer(void *arg, const struct pgconn_reply *rep)
 
 	r->advance_inflight = false;
 	if (rep->status < 0) {
-		one_line(r->stats.last_error, sizeof(r->stats.last_error), rep->error);
+		pgsock_one_line(r->stats.last_error, sizeof(r->stats.last_error), rep->error);
 		LOG_RATELIMITED(LOG_WARNING, COMPONENT, "slot %s: advance failed: %s", r->slot,
 				rep->error);
 		return;   /* the next poll tries again */
@@ -1209,105 +1076,28 @@ static void on_timer(uv_timer_t *t)
 /* Public                                                              */
 /* ------------------------------------------------------------------ */
 
-static bool forced_key(const char *k)
-{
-	static const char *const keys[] = {
-		"replication", "keepalives", "keepalives_idle", "keepalives_interval",
-		"keepalives_count", "tcp_user_timeout", "connect_timeout",
-		"fallback_application_name", "options",
-	};
-
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (!strcmp(k, keys[i]))
-			return true;
-	return false;
-}
-
-static int push_kv(struct repl *r, size_t *n, size_t cap, const char *k, const char *v)
-{
-	if (*n >= cap)
-		return -ENOMEM;
-	r->kw[*n] = strdup(k);
-	r->val[*n] = strdup(v);
-	if (!r->kw[*n] || !r->val[*n]) {
-		free(r->kw[*n]);
-		free(r->val[*n]);
-		r->kw[*n] = r->val[*n] = NULL;
-		return -ENOMEM;
-	}
-	(*n)++;
-	return 0;
-}
-
 /* The replication connection's keywords: the conninfo's, then ours
  * (replication=database, keepalives, timeouts, wal_sender_timeout
  * appended to the user's options so that ours wins). */
 static int build_params(struct repl *r, const struct repl_config *cfg, uint32_t wst,
 			char *err, size_t errlen)
 {
-	PQconninfoOption *opts, *o;
-	char *perr = NULL, num[32], options[1024];
-	const char *user_options = "";
-	size_t n = 0, cap = 16;
-	int rc = 0;
+	char extra[48];
+	struct pgsock_options o = {
+		.conninfo = cfg->conninfo,
+		.application_name = cfg->application_name,
+		.keepalives_idle_s = cfg->keepalives_idle_s,
+		.keepalives_interval_s = cfg->keepalives_interval_s,
+		.keepalives_count = cfg->keepalives_count,
+		.tcp_user_timeout_ms = cfg->tcp_user_timeout_ms,
+		.connect_timeout_ms = r->connect_timeout_ms,
+		.replication = "database",
+		.extra_options = extra,
+		.max_user_options = 960,
+	};
 
-	opts = PQconninfoParse(cfg->conninfo, &perr);
-	if (!opts) {
-		one_line(err, errlen, perr ? perr : "out of memory");
-		PQfreemem(perr);
-		return -EINVAL;
-	}
-	for (o = opts; o->keyword; o++)
-		cap++;
-	r->kw = calloc(cap + 1, sizeof(char *));
-	r->val = calloc(cap + 1, sizeof(char *));
-	if (!r->kw || !r->val) {
-		rc = -ENOMEM;
-		goto out;
-	}
-	for (o = opts; o->keyword && !rc; o++) {
-		if (!o->val)
-			continue;
-		if (!strcmp(o->keyword, "options"))
-			user_options = o->val;
-		else if (!forced_key(o->keyword))
-			rc = push_kv(r, &n, cap, o->keyword, o->val);
-	}
-#define PUSH_NUM(key, v)                                               \
-	do {                                                           \
-		snprintf(num, sizeof(num), "%" PRIu32, (uint32_t)(v)); \
-		if (!rc)                                               \
-			rc = push_kv(r, &n, cap, key, num);            \
-	} while (0)
-	if (!rc)
-		rc = push_kv(r, &n, cap, "replication", "database");
-	if (!rc)
-		rc = push_kv(r, &n, cap, "keepalives", "1");
-	PUSH_NUM("keepalives_idle", or_default(cfg->keepalives_idle_s, 5));
-	PUSH_NUM("keepalives_interval", or_default(cfg->keepalives_interval_s, 2));
-	PUSH_NUM("keepalives_count", or_default(cfg->keepalives_count, 3));
-	PUSH_NUM("tcp_user_timeout", or_default(cfg->tcp_user_timeout_ms, 10000));
-	PUSH_NUM("connect_timeout", r->connect_timeout_ms < 2000 ? 1 :
-				    r->connect_timeout_ms / 1000);
-#undef PUSH_NUM
-	if (!rc)
-		rc = push_kv(r, &n, cap, "fallback_application_name",
-			     cfg->application_name && *cfg->application_name ?
-				     cfg->application_name : "meridian");
-	if (strlen(user_options) > sizeof(options) - 64) {
-		snprintf(err, errlen, "options in the conninfo too long");
-		rc = -EINVAL;
-		goto out;
-	}
-	snprintf(options, sizeof(options), "%s%s-c wal_sender_timeout=%" PRIu32, user_options,
-		 *user_options ? " " : "", wst);
-	if (!rc)
-		rc = push_kv(r, &n, cap, "options", options);
-out:
-	PQconninfoFree(opts);
-	if (rc == -ENOMEM)
-		snprintf(err, errlen, "out of memory");
-	return rc;
+	snprintf(extra, sizeof(extra), "-c wal_sender_timeout=%" PRIu32, wst);
+	return pgsock_params_build(&r->params, &o, err, errlen);
 }
 
 static bool slot_name_ok(const char *s)
@@ -1364,6 +1154,7 @@ struct repl *repl_start(uv_loop_t *loop, const struct repl_config *cfg,
 		return NULL;
 	}
 	r->loop = loop;
+	pgsock_init(&r->io, loop, on_io, r, COMPONENT);
 	r->cb = *cb;
 	r->mode = cfg->mode;
 	snprintf(r->slot, sizeof(r->slot), "%s", slot);
@@ -1446,15 +1237,15 @@ void repl_stop(struct repl *r)
 {
 	if (!r || r->stopping)
 		return;
-	if (r->mode == REPL_STREAM && r->phase == PH_STREAMING && r->pg) {
+	if (r->mode == REPL_STREAM && r->phase == PH_STREAMING && r->io.pg) {
 		/* Best effort, never blocking: the next consumer starts where
 		 * the owner confirmed. */
 		uint8_t msg[REPL_STATUS_LEN];
 
 		repl_status_encode(msg, r->stats.flushed_lsn, repl_pg_time_us(clock_wall_ms()));
-		if (PQputCopyData(r->pg, (const char *)msg, sizeof(msg)) == 1) {
+		if (PQputCopyData(r->io.pg, (const char *)msg, sizeof(msg)) == 1) {
 			r->stats.status_updates++;
-			PQflush(r->pg);
+			PQflush(r->io.pg);
 		}
 	}
 	r->stopping = true;

@@ -22,80 +22,44 @@
  * Each test uses lease names of its own (pid and test name), so that they
  * never see each other's rows.  Loop bounded as in test_pgconn.c.
  */
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "election/lease_pg.h"
 #include "storage/pgconn.h"
+#include "tests/unit/pg_testutil.h"
 
 #define DEADLINE_MS 10000
-#define PULSE_MS 10
 #define LEASE_MS 5000
 
 static uv_loop_t loop;
 static uv_timer_t pulse;
 
-static const char *url(void)
-{
-	const char *v = getenv("MERIDIAN_TEST_PG_URL");
-
-	ck_assert_msg(v && *v, "MERIDIAN_TEST_PG_URL is not set");
-	return v;
-}
-
-static void pulse_fired(uv_timer_t *h)
-{
-	(void)h;
-}
-
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	uint64_t deadline = uv_hrtime() + ms * 1000000ULL;
-
-	while (!done(ctx)) {
-		if (uv_hrtime() > deadline)
-			return false;
-		uv_run(&loop, UV_RUN_ONCE);
-	}
-	return true;
+	return pg_run_until(&loop, done, ctx, ms);
 }
 
-static bool never(void *ctx)
-{
-	(void)ctx;
-	return false;
-}
-
+/* Runs the loop for @ms whatever happens. */
 static void run_for(uint64_t ms)
 {
-	run_until(never, NULL, ms);
+	pg_run_for(&loop, ms);
 }
 
 static void setup(void)
 {
-	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	uv_timer_init(&loop, &pulse);
-	uv_timer_start(&pulse, pulse_fired, PULSE_MS, PULSE_MS);
+	pg_loop_open(&loop, &pulse);
 }
 
 static void teardown(void)
 {
-	uint64_t deadline = uv_hrtime() + DEADLINE_MS * 1000000ULL;
-
-	uv_close((uv_handle_t *)&pulse, NULL);
-	while (uv_loop_alive(&loop) && uv_hrtime() < deadline)
-		uv_run(&loop, UV_RUN_NOWAIT);
-	ck_assert_msg(!uv_loop_alive(&loop), "handles still open after closing everything");
-	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	pg_loop_close(&loop, &pulse, DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ */
@@ -201,7 +165,7 @@ static bool sql_done(void *ctx)
 
 static void sql(const char *text, const char *param, char *val, size_t vallen)
 {
-	struct pgconn_config cfg = { .conninfo = url() };
+	struct pgconn_config cfg = { .conninfo = pg_test_url() };
 	const char *params[1] = { param };
 	struct pgconn *c = pgconn_new(&loop, &cfg, NULL, 0);
 	struct sqlres s = { 0 };
@@ -229,8 +193,8 @@ START_TEST(test_create_and_first_acquire)
 	char val[64];
 
 	sql("DROP TABLE IF EXISTS meridian_lease", NULL, NULL, 0);
-	node_open(&a, url(), lease, "a", 0xa1, LEASE_MS, 3000);
-	node_open(&b, url(), lease, "b", 0xb1, LEASE_MS, 3000);
+	node_open(&a, pg_test_url(), lease, "a", 0xa1, LEASE_MS, 3000);
+	node_open(&b, pg_test_url(), lease, "b", 0xb1, LEASE_MS, 3000);
 
 	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert(r->held);
@@ -273,8 +237,8 @@ START_TEST(test_renew_release)
 	const struct election_lease_result *r;
 	struct node a, b;
 
-	node_open(&a, url(), lease, "a", 1, LEASE_MS, 3000);
-	node_open(&b, url(), lease, "b", 2, LEASE_MS, 3000);
+	node_open(&a, pg_test_url(), lease, "a", 1, LEASE_MS, 3000);
+	node_open(&b, pg_test_url(), lease, "b", 2, LEASE_MS, 3000);
 	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert(r->held);
 	ck_assert_uint_eq(r->term, 1);
@@ -330,8 +294,8 @@ START_TEST(test_expiry)
 	struct node a, b;
 	uint32_t left;
 
-	node_open(&a, url(), lease, "a", 1, 300, 3000);
-	node_open(&b, url(), lease, "b", 2, 300, 3000);
+	node_open(&a, pg_test_url(), lease, "a", 1, 300, 3000);
+	node_open(&b, pg_test_url(), lease, "b", 2, 300, 3000);
 	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert(r->held);
 	ck_assert_uint_eq(r->term, 1);
@@ -377,8 +341,8 @@ START_TEST(test_acquire_own_lease)
 	struct node a, b, again;
 	char val[64];
 
-	node_open(&a, url(), lease, "a", 0xa, LEASE_MS, 3000);
-	node_open(&b, url(), lease, "b", 0xb, LEASE_MS, 3000);
+	node_open(&a, pg_test_url(), lease, "a", 0xa, LEASE_MS, 3000);
+	node_open(&b, pg_test_url(), lease, "b", 0xb, LEASE_MS, 3000);
 	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert(r->held);
 	ck_assert_uint_eq(r->term, 1);
@@ -404,7 +368,7 @@ START_TEST(test_acquire_own_lease)
 	ck_assert(!r->held);
 	ck_assert_str_eq(r->holder, "a");
 	ck_assert_uint_eq(r->term, 2);
-	node_open(&again, url(), lease, "a", 0xaa, LEASE_MS, 3000);
+	node_open(&again, pg_test_url(), lease, "a", 0xaa, LEASE_MS, 3000);
 	r = req_ok(&again, ELECTION_LEASE_ACQUIRE, 2);
 	ck_assert(!r->held);
 	ck_assert_uint_eq(r->term, 2);
@@ -422,8 +386,8 @@ START_TEST(test_acquire_max_term)
 	const struct election_lease_result *r;
 	struct node a, b;
 
-	node_open(&a, url(), lease, "a", 1, LEASE_MS, 3000);
-	node_open(&b, url(), lease, "b", 2, LEASE_MS, 3000);
+	node_open(&a, pg_test_url(), lease, "a", 1, LEASE_MS, 3000);
+	node_open(&b, pg_test_url(), lease, "b", 2, LEASE_MS, 3000);
 	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 41);          /* inserts the row */
 	ck_assert(r->held);
 	ck_assert_uint_eq(r->term, 42);
@@ -477,7 +441,7 @@ START_TEST(test_concurrent_create)
 {
 	const char *lease = lease_name("concurrent");
 	static const char *const names[3] = { "n0", "n1", "n2" };
-	struct pgconn_config cfg = { .conninfo = url() };
+	struct pgconn_config cfg = { .conninfo = pg_test_url() };
 	struct pgconn *blocker;
 	struct node n[3];
 	int held = 0;
@@ -494,7 +458,7 @@ START_TEST(test_concurrent_create)
 		" holder_id text NOT NULL, term bigint NOT NULL, expires_at timestamptz NOT NULL,"
 		" acquired_at timestamptz NOT NULL)");
 	for (int i = 0; i < 3; i++)
-		node_open(&n[i], url(), lease, names[i], 100 + i, LEASE_MS, 5000);
+		node_open(&n[i], pg_test_url(), lease, names[i], 100 + i, LEASE_MS, 5000);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(lease_pg_request(n[i].l, ELECTION_LEASE_ACQUIRE, 0), 0);
 	run_for(300);
@@ -525,7 +489,7 @@ START_TEST(test_concurrent_create)
 	 * (5 rounds at most) until every one has an answer naming a holder. */
 	sql("DROP TABLE IF EXISTS meridian_lease", NULL, NULL, 0);
 	for (int i = 0; i < 3; i++)
-		node_open(&n[i], url(), lease, names[i], 200 + i, LEASE_MS, 5000);
+		node_open(&n[i], pg_test_url(), lease, names[i], 200 + i, LEASE_MS, 5000);
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(lease_pg_request(n[i].l, ELECTION_LEASE_ACQUIRE, 0), 0);
 	ck_assert(run_until(three_done, n, DEADLINE_MS));
@@ -563,14 +527,14 @@ START_TEST(test_restarted_holder)
 	const struct election_lease_result *r;
 	struct node old, again;
 
-	node_open(&old, url(), lease, "n1", 1111, LEASE_MS, 3000);
+	node_open(&old, pg_test_url(), lease, "n1", 1111, LEASE_MS, 3000);
 	r = req_ok(&old, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert(r->held);
 	ck_assert_uint_eq(r->term, 1);
 	lease_pg_close(old.l);
 
 	/* Same name, new process identity. */
-	node_open(&again, url(), lease, "n1", 2222, LEASE_MS, 3000);
+	node_open(&again, pg_test_url(), lease, "n1", 2222, LEASE_MS, 3000);
 	r = req_ok(&again, ELECTION_LEASE_RENEW, 1);
 	ck_assert(!r->held);
 	ck_assert_str_eq(r->holder, "n1");
@@ -590,7 +554,7 @@ START_TEST(test_busy_and_close)
 	const char *lease = lease_name("busy");
 	struct node a;
 
-	node_open(&a, url(), lease, "a", 1, LEASE_MS, 3000);
+	node_open(&a, pg_test_url(), lease, "a", 1, LEASE_MS, 3000);
 	ck_assert_int_eq(lease_pg_request(a.l, ELECTION_LEASE_ACQUIRE, 0), 0);
 	ck_assert_int_eq(a.calls, 0);   /* never from inside the call */
 	ck_assert_int_eq(lease_pg_request(a.l, ELECTION_LEASE_RENEW, 1), -EBUSY);
@@ -612,23 +576,16 @@ END_TEST
 
 START_TEST(test_unreachable_and_mute)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
 	const struct election_lease_result *r;
 	struct lease_pg_stats st;
 	char conninfo[128];
 	struct node a;
 	uint64_t t0;
-	int fd;
+	int fd, port;
 
 	/* Refused: a port bound then closed. */
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
 	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres",
-		 ntohs(sa.sin_port));
+		 pg_closed_port());
 	node_open(&a, conninfo, "x", "a", 1, LEASE_MS, 1000);
 	r = req(&a, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert_int_lt(r->status, 0);
@@ -642,14 +599,9 @@ START_TEST(test_unreachable_and_mute)
 	lease_pg_close(a.l);
 
 	/* Mute: listens, never answers.  The request fails at timeout_ms. */
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	sa.sin_port = 0;
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(fd, 8), 0);
-	len = sizeof(sa);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	fd = pg_mute_listener(&port);
 	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres sslmode=disable",
-		 ntohs(sa.sin_port));
+		 port);
 	node_open(&a, conninfo, "x", "a", 1, LEASE_MS, 300);
 	t0 = uv_now(&loop);
 	r = req(&a, ELECTION_LEASE_ACQUIRE, 0);
@@ -666,7 +618,7 @@ START_TEST(test_bad_config)
 {
 	char longname[ELECTION_NAME_MAX + 2];
 	struct lease_pg_config cfg = {
-		.conninfo = url(), .lease_name = "x", .node = "a", .node_id = 1,
+		.conninfo = pg_test_url(), .lease_name = "x", .node = "a", .node_id = 1,
 		.lease_ms = 1000, .timeout_ms = 500,
 	};
 	struct lease_pg *l;
@@ -689,7 +641,7 @@ START_TEST(test_bad_config)
 	cfg.timeout_ms = 500;
 	cfg.conninfo = "host=127.0.0.1 nonsense=1";
 	ck_assert_ptr_null(lease_pg_new(&loop, &cfg, on_done, NULL));
-	cfg.conninfo = url();
+	cfg.conninfo = pg_test_url();
 	cfg.lease_name = "";
 	ck_assert_ptr_null(lease_pg_new(&loop, &cfg, on_done, NULL));
 	ck_assert_ptr_null(lease_pg_new(&loop, &cfg, NULL, NULL));
@@ -719,17 +671,5 @@ static Suite *lease_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (!getenv("MERIDIAN_TEST_PG_URL") || !*getenv("MERIDIAN_TEST_PG_URL")) {
-		fprintf(stderr, "test_lease_pg: MERIDIAN_TEST_PG_URL is not set; run it through "
-			"tests/integration/pg_unit.sh (ctest -L integration -R pg_unit)\n");
-		return EXIT_FAILURE;
-	}
-	sr = srunner_create(lease_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return pg_test_main("test_lease_pg", lease_suite);
 }

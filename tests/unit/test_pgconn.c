@@ -39,79 +39,41 @@
 #include <unistd.h>
 
 #include "storage/pgconn.h"
+#include "tests/unit/pg_testutil.h"
 
 #define DEFAULT_SEED 0x5047434f4e4e31ULL  /* "PGCONN1" */
 #define DEADLINE_MS 10000
-#define PULSE_MS 10
 
 static uv_loop_t loop;
 static uv_timer_t pulse;
 static uint64_t seed;
 static int order_seq;
 
-static const char *env_or_fail(const char *name)
-{
-	const char *v = getenv(name);
-
-	ck_assert_msg(v && *v, "%s is not set: run through tests/integration/pg_unit.sh", name);
-	return v;
-}
-
 /* ------------------------------------------------------------------ */
 /* The loop, bounded                                                   */
 /* ------------------------------------------------------------------ */
 
-static void pulse_fired(uv_timer_t *h)
-{
-	(void)h;
-}
-
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	uint64_t deadline = uv_hrtime() + ms * 1000000ULL;
-
-	while (!done(ctx)) {
-		if (uv_hrtime() > deadline)
-			return false;
-		uv_run(&loop, UV_RUN_ONCE);
-	}
-	return true;
-}
-
-static bool never(void *ctx)
-{
-	(void)ctx;
-	return false;
+	return pg_run_until(&loop, done, ctx, ms);
 }
 
 /* Runs the loop for @ms whatever happens. */
 static void run_for(uint64_t ms)
 {
-	run_until(never, NULL, ms);
+	pg_run_for(&loop, ms);
 }
 
 static void setup(void)
 {
-	const char *env = getenv("MERIDIAN_SEED");
-
-	seed = env && *env ? strtoull(env, NULL, 0) : DEFAULT_SEED;
-	printf("seed %" PRIu64 " (replay: MERIDIAN_SEED=%" PRIu64 ")\n", seed, seed);
-	fflush(stdout);
+	seed = pg_test_seed(DEFAULT_SEED);
 	order_seq = 0;
-	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	uv_timer_init(&loop, &pulse);
-	uv_timer_start(&pulse, pulse_fired, PULSE_MS, PULSE_MS);
+	pg_loop_open(&loop, &pulse);
 }
 
 static void teardown(void)
 {
-	uint64_t deadline = uv_hrtime() + DEADLINE_MS * 1000000ULL;
-
-	uv_close((uv_handle_t *)&pulse, NULL);
-	while (uv_loop_alive(&loop) && uv_hrtime() < deadline)
-		uv_run(&loop, UV_RUN_NOWAIT);
-	ck_assert_msg(!uv_loop_alive(&loop), "handles still open after closing everything");
-	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	pg_loop_close(&loop, &pulse, DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ */
@@ -167,21 +129,6 @@ static bool got_done(void *ctx)
 	return ((struct got *)ctx)->calls > 0;
 }
 
-struct many {
-	struct got *g;
-	int n;
-};
-
-static bool all_done(void *ctx)
-{
-	struct many *m = ctx;
-
-	for (int i = 0; i < m->n; i++)
-		if (!m->g[i].calls)
-			return false;
-	return true;
-}
-
 static struct pgconn *open_conn(struct pgconn_config *cfg)
 {
 	char err[PGCONN_ERROR_MAX];
@@ -195,7 +142,7 @@ static struct pgconn *open_conn(struct pgconn_config *cfg)
 
 static struct pgconn *open_default(void)
 {
-	struct pgconn_config cfg = { .conninfo = env_or_fail("MERIDIAN_TEST_PG_URL"),
+	struct pgconn_config cfg = { .conninfo = pg_test_url(),
 				     .application_name = "meridian-test" };
 
 	return open_conn(&cfg);
@@ -218,46 +165,13 @@ static void query_ok(struct pgconn *c, struct got *g, const char *sql, int n,
 	ck_assert_msg(g->status == 0, "%s: status %d: %s", sql, g->status, g->error);
 }
 
-/* A port on 127.0.0.1 that nothing listens on (bound, then closed). */
-static int closed_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	ck_assert_int_ge(fd, 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
-/* A socket on 127.0.0.1 that listens but never accepts: the kernel
- * completes the handshake and nothing ever answers.  *@port set. */
-static int mute_listener(int *port)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	ck_assert_int_ge(fd, 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(listen(fd, 8), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	*port = ntohs(sa.sin_port);
-	return fd;
-}
-
 /* Runs `pg.sh` function @fn DIR [PORT] in bash, by PID, reaped, 60 s at
  * most (then killed by PID).  The exit status, or -1. */
 static int pg_lib(const char *fn)
 {
-	const char *lib = env_or_fail("MERIDIAN_TEST_PG_LIB");
-	const char *dir = env_or_fail("MERIDIAN_TEST_PG_DIR");
-	const char *port = env_or_fail("MERIDIAN_TEST_PG_PORT");
+	const char *lib = pg_test_env("MERIDIAN_TEST_PG_LIB");
+	const char *dir = pg_test_env("MERIDIAN_TEST_PG_DIR");
+	const char *port = pg_test_env("MERIDIAN_TEST_PG_PORT");
 	uint64_t deadline = uv_hrtime() + 60ULL * 1000000000ULL;
 	int status;
 	pid_t pid;
@@ -298,7 +212,7 @@ START_TEST(test_params)
 	struct pgconn *c = open_default();
 	struct pgconn_stats st;
 	struct got g, fifo[3];
-	struct many m = { fifo, 3 };
+	struct pg_calls m = PG_CALLS(fifo, 3);
 	char num[3][4];
 
 	query_ok(c, &g, "SELECT $1::text, $2::text IS NULL, $2::text, $3::text, length($3::text)",
@@ -320,7 +234,7 @@ START_TEST(test_params)
 		ck_assert_int_eq(pgconn_query(c, "SELECT $1::int * 10", 1, p, 0, on_answer,
 					      &fifo[i]), 0);
 	}
-	ck_assert(run_until(all_done, &m, DEADLINE_MS));
+	ck_assert(run_until(pg_all_called, &m, DEADLINE_MS));
 	for (int i = 0; i < 3; i++) {
 		char want[8];
 
@@ -382,7 +296,7 @@ END_TEST
 
 START_TEST(test_timeout_reconnects)
 {
-	struct pgconn_config cfg = { .conninfo = env_or_fail("MERIDIAN_TEST_PG_URL"),
+	struct pgconn_config cfg = { .conninfo = pg_test_url(),
 				     .statement_timeout_ms = 2500,
 				     .backoff_initial_ms = 50 };
 	struct pgconn *c = open_conn(&cfg);
@@ -426,7 +340,7 @@ static int sockopt(int fd, int level, int name)
 
 START_TEST(test_options)
 {
-	const char *url = env_or_fail("MERIDIAN_TEST_PG_URL");
+	const char *url = pg_test_url();
 	char merged[512];
 	struct pgconn_config cfg = {
 		.application_name = "ours",
@@ -472,12 +386,12 @@ END_TEST
 
 START_TEST(test_queue_bound)
 {
-	struct pgconn_config cfg = { .conninfo = env_or_fail("MERIDIAN_TEST_PG_URL"),
+	struct pgconn_config cfg = { .conninfo = pg_test_url(),
 				     .max_queue = 2 };
 	struct pgconn *c = open_conn(&cfg);
 	struct pgconn_stats st;
 	struct got g[4];
-	struct many m = { g, 3 };
+	struct pg_calls m = PG_CALLS(g, 3);
 
 	memset(g, 0, sizeof(g));
 	for (int i = 0; i < 3; i++)
@@ -487,7 +401,7 @@ START_TEST(test_queue_bound)
 	pgconn_stats_get(c, &st);
 	ck_assert_uint_eq(st.rejected, 1);
 	ck_assert_uint_eq(st.queued, 3);
-	ck_assert(run_until(all_done, &m, DEADLINE_MS));
+	ck_assert(run_until(pg_all_called, &m, DEADLINE_MS));
 	for (int i = 0; i < 3; i++) {
 		ck_assert_int_eq(g[i].status, 0);
 		ck_assert_int_eq(g[i].order, i + 1);
@@ -510,7 +424,7 @@ START_TEST(test_refused_and_backoff)
 	struct got g;
 	uint64_t t0;
 
-	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", closed_port());
+	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", pg_closed_port());
 	cfg.conninfo = url;
 	c = open_conn(&cfg);
 	t0 = uv_now(&loop);
@@ -543,7 +457,7 @@ END_TEST
 START_TEST(test_mute_server)
 {
 	char url[160];
-	int port, fd = mute_listener(&port);
+	int port, fd = pg_mute_listener(&port);
 	struct pgconn_config cfg = { .connect_timeout_ms = 600 };
 	struct pgconn *c;
 	struct pgconn_stats st;
@@ -572,7 +486,7 @@ END_TEST
 
 START_TEST(test_server_restart)
 {
-	struct pgconn_config cfg = { .conninfo = env_or_fail("MERIDIAN_TEST_PG_URL"),
+	struct pgconn_config cfg = { .conninfo = pg_test_url(),
 				     .backoff_initial_ms = 50, .backoff_max_ms = 400 };
 	struct pgconn *c = open_conn(&cfg);
 	struct pgconn_stats st;
@@ -704,17 +618,5 @@ static Suite *pgconn_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (!getenv("MERIDIAN_TEST_PG_URL") || !*getenv("MERIDIAN_TEST_PG_URL")) {
-		fprintf(stderr, "test_pgconn: MERIDIAN_TEST_PG_URL is not set; run it through "
-			"tests/integration/pg_unit.sh (ctest -L integration -R pg_unit)\n");
-		return EXIT_FAILURE;
-	}
-	sr = srunner_create(pgconn_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return pg_test_main("test_pgconn", pgconn_suite);
 }

@@ -22,83 +22,41 @@
  * passes.  Every test closes what it opened and asserts uv_loop_close()
  * == 0.  Backoff jitter is seeded (MERIDIAN_SEED, printed).
  */
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "storage/pool.h"
 #include "storage/sqlresult.h"
+#include "tests/unit/pg_testutil.h"
 
 #define DEFAULT_SEED 0x504f4f4c3031ULL  /* "POOL01" */
 #define DEADLINE_MS 15000
-#define PULSE_MS 10
 #define MAX_Q 64
 
 static uv_loop_t loop;
 static uv_timer_t pulse;
 static uint64_t seed;
 
-static const char *pg_url(void)
-{
-	const char *v = getenv("MERIDIAN_TEST_PG_URL");
-
-	ck_assert_msg(v && *v, "MERIDIAN_TEST_PG_URL is not set: run through "
-		      "tests/integration/pg_unit.sh");
-	return v;
-}
-
-static void pulse_fired(uv_timer_t *h)
-{
-	(void)h;
-}
-
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	uint64_t deadline = uv_hrtime() + ms * 1000000ULL;
-
-	while (!done(ctx)) {
-		if (uv_hrtime() > deadline)
-			return false;
-		uv_run(&loop, UV_RUN_ONCE);
-	}
-	return true;
-}
-
-static bool never(void *ctx)
-{
-	(void)ctx;
-	return false;
+	return pg_run_until(&loop, done, ctx, ms);
 }
 
 static void setup(void)
 {
-	const char *env = getenv("MERIDIAN_SEED");
-
-	seed = env && *env ? strtoull(env, NULL, 0) : DEFAULT_SEED;
-	printf("seed %" PRIu64 " (replay: MERIDIAN_SEED=%" PRIu64 ")\n", seed, seed);
-	fflush(stdout);
-	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	uv_timer_init(&loop, &pulse);
-	uv_timer_start(&pulse, pulse_fired, PULSE_MS, PULSE_MS);
+	seed = pg_test_seed(DEFAULT_SEED);
+	pg_loop_open(&loop, &pulse);
 }
 
 static void teardown(void)
 {
-	uint64_t deadline = uv_hrtime() + DEADLINE_MS * 1000000ULL;
-
-	uv_close((uv_handle_t *)&pulse, NULL);
-	while (uv_loop_alive(&loop) && uv_hrtime() < deadline)
-		uv_run(&loop, UV_RUN_NOWAIT);
-	ck_assert_msg(!uv_loop_alive(&loop), "handles still open after closing everything");
-	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	pg_loop_close(&loop, &pulse, DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ */
@@ -148,28 +106,13 @@ static bool got_done(void *ctx)
 	return ((struct got *)ctx)->calls > 0;
 }
 
-struct many {
-	struct got *g;
-	int n;
-};
-
-static bool all_done(void *ctx)
-{
-	struct many *m = ctx;
-
-	for (int i = 0; i < m->n; i++)
-		if (!m->g[i].calls)
-			return false;
-	return true;
-}
-
 static struct pgpool *open_pool(struct pgpool_config *cfg)
 {
 	char err[PGCONN_ERROR_MAX];
 	struct pgpool *p;
 
 	if (!cfg->conninfo)
-		cfg->conninfo = pg_url();
+		cfg->conninfo = pg_test_url();
 	cfg->seed = seed;
 	p = pgpool_new(&loop, cfg, err, sizeof(err));
 	ck_assert_msg(p != NULL, "pgpool_new: %s", err);
@@ -240,7 +183,7 @@ START_TEST(test_spread)
 	struct pgpool *p = open_pool(&cfg);
 	struct pgpool_stats st;
 	struct got g[16];
-	struct many m = { g, 16 };
+	struct pg_calls m = PG_CALLS(g, 16);
 
 	/* A burst: every connection gets a share. */
 	memset(g, 0, sizeof(g));
@@ -251,7 +194,7 @@ START_TEST(test_spread)
 	ck_assert_uint_eq(st.size, 4);
 	ck_assert_uint_eq(st.queued, 16);
 	ck_assert_uint_eq(st.queries, 16);
-	ck_assert(run_until(all_done, &m, DEADLINE_MS));
+	ck_assert(run_until(pg_all_called, &m, DEADLINE_MS));
 	ck_assert_int_eq(distinct_pids(g, 16), 4);
 	ck_assert_str_eq(col_type(g[0].json, 0), "int4");
 	got_free(g, 16);
@@ -285,7 +228,7 @@ START_TEST(test_queue_bound)
 	struct pgpool *p = open_pool(&cfg);
 	struct pgpool_stats st;
 	struct got g[5];
-	struct many m = { g, 4 };
+	struct pg_calls m = PG_CALLS(g, 4);
 
 	/* Each connection: one running, one waiting. */
 	memset(g, 0, sizeof(g));
@@ -298,7 +241,7 @@ START_TEST(test_queue_bound)
 	ck_assert_uint_eq(st.rejected, 2);
 	ck_assert_uint_eq(st.queries, 4);
 	ck_assert_uint_eq(st.queued, 4);
-	ck_assert(run_until(all_done, &m, DEADLINE_MS));
+	ck_assert(run_until(pg_all_called, &m, DEADLINE_MS));
 	ck_assert_int_eq(distinct_pids(g, 4), 2);
 	ck_assert_int_eq(g[4].calls, 0);
 	got_free(g, 4);
@@ -502,22 +445,6 @@ START_TEST(test_errors_and_timeouts)
 }
 END_TEST
 
-/* A port on 127.0.0.1 that nothing listens on (bound, then closed). */
-static int closed_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	ck_assert_int_ge(fd, 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-}
-
 START_TEST(test_refused)
 {
 	char url[128];
@@ -527,7 +454,7 @@ START_TEST(test_refused)
 	struct got g;
 	uint64_t t0;
 
-	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", closed_port());
+	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", pg_closed_port());
 	cfg.conninfo = url;
 	p = open_pool(&cfg);
 	t0 = uv_now(&loop);
@@ -556,10 +483,10 @@ START_TEST(test_close)
 	for (int i = 0; i < 6; i++)
 		ck_assert_int_eq(pgpool_query(p, "SELECT pg_sleep(0.2)", 0, NULL, 0, on_answer,
 					      &g[i]), 0);
-	run_until(never, NULL, 50);
+	pg_run_for(&loop, 50);
 	pgpool_close(p);
 	pgpool_close(NULL);
-	run_until(never, NULL, 400);
+	pg_run_for(&loop, 400);
 	for (int i = 0; i < 6; i++)
 		ck_assert_int_eq(g[i].calls, 0);
 
@@ -572,7 +499,7 @@ START_TEST(test_close)
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(pgpool_query(q, "SELECT 1", 0, NULL, 0, on_answer, &g[i]), 0);
 	ck_assert(run_until(got_done, &g[0], DEADLINE_MS));
-	run_until(never, NULL, 200);
+	pg_run_for(&loop, 200);
 	ck_assert_int_eq(g[0].calls, 1);
 	for (int i = 1; i < 4; i++)
 		ck_assert_msg(g[i].calls == 0, "query %d answered after close", i);
@@ -592,7 +519,7 @@ START_TEST(test_bad_config)
 	cfg.conninfo = "host=127.0.0.1 bogus_key=1";
 	ck_assert_ptr_null(pgpool_new(&loop, &cfg, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "bogus_key"), "err: %s", err);
-	cfg.conninfo = pg_url();
+	cfg.conninfo = pg_test_url();
 	cfg.size = PGPOOL_MAX_SIZE + 1;
 	ck_assert_ptr_null(pgpool_new(&loop, &cfg, err, sizeof(err)));
 	ck_assert_msg(strstr(err, "size"), "err: %s", err);
@@ -632,17 +559,5 @@ static Suite *pool_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (!getenv("MERIDIAN_TEST_PG_URL") || !*getenv("MERIDIAN_TEST_PG_URL")) {
-		fprintf(stderr, "test_pool: MERIDIAN_TEST_PG_URL is not set; run it through "
-			"tests/integration/pg_unit.sh (ctest -L integration -R pg_unit)\n");
-		return EXIT_FAILURE;
-	}
-	sr = srunner_create(pool_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return pg_test_main("test_pool", pool_suite);
 }

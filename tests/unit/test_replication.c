@@ -43,9 +43,9 @@
 #include "storage/lsn.h"
 #include "storage/pgconn.h"
 #include "storage/replication.h"
+#include "tests/unit/pg_testutil.h"
 
 #define DEFAULT_SEED 0x5245504c31ULL  /* "REPL1" */
-#define PULSE_MS 10
 #define MAX_MSGS 256
 #define KEEP_BYTES 256
 
@@ -55,32 +55,15 @@ static uint64_t seed;
 static struct pgconn *admin;
 static const char *url;
 
-static void pulse_fired(uv_timer_t *h)
-{
-	(void)h;
-}
-
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	uint64_t deadline = clock_mono_ms() + ms;
-
-	while (!done(ctx)) {
-		if (clock_mono_ms() > deadline)
-			return false;
-		uv_run(&loop, UV_RUN_ONCE);
-	}
-	return true;
+	return pg_run_until(&loop, done, ctx, ms);
 }
 
-static bool never(void *ctx)
-{
-	(void)ctx;
-	return false;
-}
-
+/* Runs the loop for @ms whatever happens. */
 static void run_for(uint64_t ms)
 {
-	run_until(never, NULL, ms);
+	pg_run_for(&loop, ms);
 }
 
 /* ------------------------------------------------------------------ */
@@ -386,18 +369,12 @@ static void check_lsns(const struct consumer *c)
 
 static void setup(void)
 {
-	const char *env = getenv("MERIDIAN_SEED");
 	struct pgconn_config cfg = { 0 };
 	char err[PGCONN_ERROR_MAX];
 
-	seed = env && *env ? strtoull(env, NULL, 0) : DEFAULT_SEED;
-	printf("seed %" PRIu64 " (replay: MERIDIAN_SEED=%" PRIu64 ")\n", seed, seed);
-	fflush(stdout);
-	url = getenv("MERIDIAN_TEST_PG_URL");
-	ck_assert_msg(url && *url, "MERIDIAN_TEST_PG_URL is not set");
-	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	uv_timer_init(&loop, &pulse);
-	uv_timer_start(&pulse, pulse_fired, PULSE_MS, PULSE_MS);
+	seed = pg_test_seed(DEFAULT_SEED);
+	url = pg_test_url();
+	pg_loop_open(&loop, &pulse);
 	cfg.conninfo = url;
 	cfg.application_name = "meridian-test-admin";
 	cfg.seed = seed;
@@ -407,14 +384,8 @@ static void setup(void)
 
 static void teardown(void)
 {
-	uint64_t deadline = clock_mono_ms() + 10000;
-
 	pgconn_close(admin);
-	uv_close((uv_handle_t *)&pulse, NULL);
-	while (uv_loop_alive(&loop) && clock_mono_ms() < deadline)
-		uv_run(&loop, UV_RUN_NOWAIT);
-	ck_assert_msg(!uv_loop_alive(&loop), "handles still open after closing everything");
-	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	pg_loop_close(&loop, &pulse, 10000);
 }
 
 /* ------------------------------------------------------------------ */
@@ -619,7 +590,7 @@ static void child_consumer(const char *slot, int wfd)
 	if (uv_loop_init(&l) != 0)
 		_exit(2);
 	uv_timer_init(&l, &t);
-	uv_timer_start(&t, pulse_fired, PULSE_MS, PULSE_MS);
+	uv_timer_start(&t, pg_pulse_fired, PG_PULSE_MS, PG_PULSE_MS);
 	c.r = repl_start(&l, &cfg, &cb, NULL, 0);
 	if (!c.r)
 		_exit(3);
@@ -953,17 +924,5 @@ static Suite *repl_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	if (!getenv("MERIDIAN_TEST_PG_URL") || !*getenv("MERIDIAN_TEST_PG_URL")) {
-		fprintf(stderr, "test_replication: MERIDIAN_TEST_PG_URL is not set; run it "
-			"through tests/integration/pg_unit.sh (ctest -L integration -R pg_unit)\n");
-		return EXIT_FAILURE;
-	}
-	sr = srunner_create(repl_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return pg_test_main("test_replication", repl_suite);
 }
