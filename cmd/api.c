@@ -558,6 +558,13 @@ static void changes_metrics(FILE *f, struct changes *ch)
 		   "Transactions received again after a leader change, dropped.", s.duplicates);
 	metric_one(f, "meridian_changes_stale_total", "counter",
 		   "Batches refused from a deposed leader's older term.", s.stale);
+	metric_head(f, "meridian_on_change_events_total", "counter",
+		    "Change events for the --on-change command, by outcome (dropped: it was "
+		    "not running, or too slow).");
+	metric_sample1(f, "meridian_on_change_events_total", "outcome", "written",
+		       s.onchange_written);
+	metric_sample1(f, "meridian_on_change_events_total", "outcome", "dropped",
+		       s.onchange_dropped);
 }
 
 static void route_metrics(struct api *api, struct http_request *req)

@@ -761,4 +761,11 @@ void changes_stats_get(const struct changes *c, struct changes_stats *out)
 		.stale = c->stale,
 		.lag_seconds = lag,
 	};
+	if (c->onchange) {
+		struct onchange_stats os;
+
+		onchange_stats_get(c->onchange, &os);
+		out->onchange_written = os.written;
+		out->onchange_dropped = os.dropped;
+	}
 }

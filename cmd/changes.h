@@ -72,6 +72,7 @@ struct changes_stats {
 	uint64_t slot_busy, pauses;
 	uint64_t delivered, duplicates, stale;   /* member side */
 	double lag_seconds;                   /* leader: age of the oldest unconfirmed commit */
+	uint64_t onchange_written, onchange_dropped;   /* --on-change */
 };
 void changes_stats_get(const struct changes *c, struct changes_stats *out);
 
