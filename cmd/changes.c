@@ -37,7 +37,9 @@
 
 struct txn {
 	uint64_t commit_lsn;          /* start of the commit record (dedupe, order) */
-	uint64_t confirm_lsn;         /* what to confirm to the slot */
+	uint64_t confirm_lsn;         /* what to confirm to the slot (last part only) */
+	uint32_t part;                /* a large transaction travels in parts */
+	bool last;                    /* its last part */
 	int64_t commit_time_us;       /* Unix */
 	char *json;                   /* {"lsn":..,"xid":..,"events":[...]} */
 	size_t len;
@@ -68,9 +70,11 @@ struct changes {
 	struct repl *repl;
 	struct pgoutput *dec;
 	bool in_txn, skipping;
-	uint32_t xid;
+	uint32_t xid, part;
 	int64_t commit_time_us;
 	uint64_t final_lsn;
+	uint64_t restart_at;          /* a paused consumer starts again no sooner */
+	uint32_t restart_delay;       /* backoff of restarts after failures */
 	char *cur;                    /* the transaction's events, JSON text so far */
 	size_t cur_len, cur_cap, cur_events;
 	struct txn *out;              /* ring: seq base..next-1 at out[(seq) % cap] */
@@ -84,10 +88,11 @@ struct changes {
 
 	/* member side */
 	struct onchange *onchange;    /* --on-change, or NULL */
-	uint64_t last_delivered;      /* commit_lsn */
+	uint64_t last_delivered;      /* commit_lsn of the last part delivered */
+	uint32_t last_part;           /* ... and which part */
 	uint64_t max_term;
 
-	uint64_t txns_in, events_in, pauses, delivered, duplicates, stale, slot_busy;
+	uint64_t txns_in, events_in, pauses, delivered, duplicates, stale, slot_busy, too_large;
 };
 
 /* ------------------------------------------------------------------ */
@@ -107,6 +112,11 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 		snprintf(err, errlen, "expected {\"term\":N,\"txns\":[...]}");
 		return -EINVAL;
 	}
+	if (json_integer_value(term) < 1 ||
+	    (uint64_t)json_integer_value(term) - c->max_term > (1ULL << 32)) {
+		snprintf(err, errlen, "implausible term %lld", (long long)json_integer_value(term));
+		return -EINVAL;
+	}
 	if ((uint64_t)json_integer_value(term) < c->max_term) {
 		c->stale++;
 		snprintf(err, errlen, "stale term %lld: term %llu leads now",
@@ -118,11 +128,16 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 		uint64_t lsn;
 		const char *s = json_string_value(json_object_get(t, "commit_lsn"));
 
-		if (s == NULL || lsn_parse(s, &lsn) != 0) {
-			snprintf(err, errlen, "txns[%zu]: no commit_lsn", i);
+		json_int_t part = json_integer_value(json_object_get(t, "part"));
+
+		if (s == NULL || lsn_parse(s, &lsn) != 0 || part < 0 || part > UINT32_MAX) {
+			snprintf(err, errlen, "txns[%zu]: no commit_lsn or a bad part", i);
 			return -EINVAL;
 		}
-		if (lsn <= c->last_delivered) {
+		/* Parts are cut the same way by every leader: (lsn, part)
+		 * orders them, and one already delivered is a duplicate. */
+		if (lsn < c->last_delivered ||
+		    (lsn == c->last_delivered && (uint32_t)part <= c->last_part && lsn != 0)) {
 			c->duplicates++;
 			continue;
 		}
@@ -140,6 +155,7 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 			c->delivered++;
 		}
 		c->last_delivered = lsn;
+		c->last_part = (uint32_t)part;
 	}
 	*acked = c->last_delivered;
 	return 0;
@@ -221,7 +237,7 @@ static bool cur_append(struct changes *c, const char *s, size_t n)
 
 		while (cap < c->cur_len + n + 1)
 			cap *= 2;
-		if (cap > CHANGES_TXN_BYTES + 4096)
+		if (cap > 2 * CHANGES_PART_BYTES + 4096)
 			return false;
 		p = realloc(c->cur, cap);
 		if (p == NULL)
@@ -250,19 +266,29 @@ static void consumer_stop(struct changes *c)
 static void consumer_start(struct changes *c);
 static void send_kick(struct changes *c);
 
-/* One whole transaction into the outbox. */
-static void txn_commit(struct changes *c, uint64_t commit_lsn, uint64_t confirm_lsn)
+static void cur_reset(struct changes *c)
+{
+	c->cur_len = c->cur_events = 0;
+	if (c->cur)
+		c->cur[0] = '\0';
+}
+
+/*
+ * The events gathered so far into the outbox as one part of the current
+ * transaction (@last: the whole rest of it, with the position to confirm).
+ * A transaction is cut into parts of at most CHANGES_PART_BYTES so that
+ * every batch fits one RPC frame; members deliver part by part.
+ */
+static void txn_part(struct changes *c, uint64_t commit_lsn, uint64_t confirm_lsn, bool last)
 {
 	char lsn[LSN_STR_MAX], *json;
 	struct txn *t;
 	int n;
 
 	lsn_format(commit_lsn, lsn);
-	n = asprintf(&json, "{\"commit_lsn\":\"%s\",\"xid\":%u,\"events\":[%s]}", lsn, c->xid,
-		     c->cur ? c->cur : "");
-	c->cur_len = c->cur_events = 0;
-	if (c->cur)
-		c->cur[0] = '\0';
+	n = asprintf(&json, "{\"commit_lsn\":\"%s\",\"part\":%u,\"xid\":%u,\"events\":[%s]}",
+		     lsn, c->part, c->xid, c->cur ? c->cur : "");
+	cur_reset(c);
 	if (n < 0) {
 		LOG(LOG_ERROR, "changes", "out of memory buffering a transaction: restarting the "
 		    "consumer from the confirmed position");
@@ -287,13 +313,18 @@ static void txn_commit(struct changes *c, uint64_t commit_lsn, uint64_t confirm_
 		c->cap = cap;
 	}
 	t = txn_at(c, c->next_seq++);
-	*t = (struct txn){ .commit_lsn = commit_lsn, .confirm_lsn = confirm_lsn,
-			   .commit_time_us = c->commit_time_us, .json = json, .len = (size_t)n };
+	*t = (struct txn){ .commit_lsn = commit_lsn, .confirm_lsn = last ? confirm_lsn : 0,
+			   .part = c->part++, .last = last, .commit_time_us = c->commit_time_us,
+			   .json = json, .len = (size_t)n };
 	c->out_bytes += (size_t)n;
-	c->last_buffered = commit_lsn;
-	c->txns_in++;
+	if (last) {
+		c->last_buffered = commit_lsn;
+		c->txns_in++;
+	}
 	send_kick(c);
 	if (c->out_bytes > CHANGES_OUTBOX_BYTES || c->next_seq - c->base > CHANGES_OUTBOX_TXNS) {
+		/* A transaction cut short here comes again whole after the
+		 * restart (it is not marked buffered until its last part). */
 		LOG(LOG_WARNING, "changes", "outbox full (%zu transactions, %zu bytes) waiting for "
 		    "slow members: pausing the consumer", (size_t)(c->next_seq - c->base),
 		    c->out_bytes);
@@ -322,6 +353,8 @@ static void on_message(void *ctx, uint64_t lsn, const uint8_t *data, size_t len)
 	switch (m.kind) {
 	case PGOUTPUT_BEGIN:
 		c->in_txn = true;
+		c->part = 0;
+		cur_reset(c);
 		c->xid = m.begin.xid;
 		c->final_lsn = m.begin.final_lsn;
 		c->commit_time_us = pgoutput_time_to_unix_us(m.begin.commit_time);
@@ -331,7 +364,8 @@ static void on_message(void *ctx, uint64_t lsn, const uint8_t *data, size_t len)
 		break;
 	case PGOUTPUT_COMMIT:
 		if (!c->skipping && c->in_txn)
-			txn_commit(c, m.commit.commit_lsn, lsn);
+			txn_part(c, m.commit.commit_lsn, lsn, true);
+		cur_reset(c);
 		c->in_txn = c->skipping = false;
 		break;
 	case PGOUTPUT_INSERT:
@@ -355,12 +389,24 @@ static void on_message(void *ctx, uint64_t lsn, const uint8_t *data, size_t len)
 		}
 		s = json_dumps(ev, JSON_COMPACT);
 		json_decref(ev);
+		if (s && strlen(s) > CHANGES_PART_BYTES) {
+			/* One row larger than a frame cannot travel: said, counted. */
+			c->too_large++;
+			LOG_RATELIMITED(LOG_ERROR, "changes", "a change at %s in transaction %u is "
+					"%zu bytes, more than %u: not fanned out (counted)",
+					lsntext, c->xid, strlen(s), CHANGES_PART_BYTES);
+			free(s);
+			break;
+		}
+		if (s && c->cur_len + strlen(s) + 1 > CHANGES_PART_BYTES)
+			txn_part(c, c->final_lsn, 0, false);
 		if (s == NULL || !(c->cur_events == 0 || cur_append(c, ",", 1)) ||
 		    !cur_append(c, s, strlen(s))) {
 			free(s);
-			LOG(LOG_ERROR, "changes", "transaction %u is larger than %u bytes of changes: "
-			    "its changes are not fanned out", c->xid, CHANGES_TXN_BYTES);
-			c->skipping = true;
+			LOG(LOG_ERROR, "changes", "out of memory gathering transaction %u: restarting "
+			    "the consumer from the confirmed position", c->xid);
+			consumer_stop(c);
+			c->paused = true;
 			break;
 		}
 		free(s);
@@ -381,10 +427,19 @@ static void on_state(void *ctx, enum repl_state state, const char *detail)
 		LOG(LOG_NOTICE, "changes", "slot %s still held by the previous consumer (%s); "
 		    "retrying with a short backoff", c->cfg->slot, detail);
 	} else if (state == REPL_STREAMING) {
+		c->restart_delay = 0;
 		LOG(LOG_NOTICE, "changes", "consuming slot %s (term %llu)", c->cfg->slot,
 		    (unsigned long long)c->term);
 	} else if (state == REPL_ERROR) {
 		LOG_RATELIMITED(LOG_WARNING, "changes", "replication: %s", detail);
+	}
+	if (state == REPL_CONNECTING || state == REPL_ERROR) {
+		/* A new session resends relations, and a transaction cut off
+		 * by the drop comes again whole. */
+		if (c->dec)
+			pgoutput_reset(c->dec);
+		cur_reset(c);
+		c->in_txn = c->skipping = false;
 	}
 }
 
@@ -412,6 +467,25 @@ static void consumer_start(struct changes *c)
 	}
 }
 
+/*
+ * Starts a paused consumer again once the outbox has drained to half of
+ * both bounds, and no sooner than its restart backoff (a consumer paused
+ * by a failure must not reconnect in a loop).
+ */
+static void consumer_resume(struct changes *c)
+{
+	if (!c->paused || !c->leading || c->repl != NULL)
+		return;
+	if (c->out_bytes >= CHANGES_OUTBOX_BYTES / 2 ||
+	    c->next_seq - c->base >= CHANGES_OUTBOX_TXNS / 2 || uv_now(c->loop) < c->restart_at)
+		return;
+	c->restart_delay = c->restart_delay ? c->restart_delay * 2 : 100;
+	if (c->restart_delay > 5000)
+		c->restart_delay = 5000;
+	c->restart_at = uv_now(c->loop) + c->restart_delay;
+	consumer_start(c);
+}
+
 /* ------------------------------------------------------------------ */
 /* Leader side: peers                                                  */
 /* ------------------------------------------------------------------ */
@@ -436,7 +510,19 @@ static void peers_refresh(struct changes *c)
 			if (strcmp(c->peers[j].name, m->name) == 0)
 				break;
 		if (j < c->npeers) {
-			c->peers[j].seen = live;
+			struct peer *p = &c->peers[j];
+
+			p->seen = live;
+			if (strcmp(p->addr, m->addr) != 0) {   /* restarted elsewhere */
+				snprintf(p->addr, sizeof(p->addr), "%s", m->addr);
+				p->failures = 0;
+				p->retry_at = 0;
+			}
+			if (live && p->next < c->base) {
+				/* Back after it stopped counting: what was trimmed
+				 * meanwhile is gone for it, as for a failed member. */
+				p->next = p->acked = c->base;
+			}
 			continue;
 		}
 		if (!live || c->npeers == PEERS_MAX)
@@ -449,7 +535,7 @@ static void peers_refresh(struct changes *c)
 			c->peers = np;
 		}
 		c->peers[c->npeers] = (struct peer){ .self = m->self, .seen = true,
-						     .next = c->next_seq, .acked = c->next_seq };
+						     .next = c->base, .acked = c->base };
 		snprintf(c->peers[c->npeers].name, sizeof(c->peers[0].name), "%s", m->name);
 		snprintf(c->peers[c->npeers].addr, sizeof(c->peers[0].addr), "%s", m->addr);
 		c->npeers++;
@@ -474,8 +560,17 @@ static void confirm(struct changes *c)
 			min = c->peers[i].acked;
 	if (min <= c->base)
 		return;
-	if (c->repl && repl_confirm(c->repl, txn_at(c, min - 1)->confirm_lsn) == 0)
-		c->confirmed = txn_at(c, min - 1)->confirm_lsn;
+	/* The newest whole transaction every counted member has: only a
+	 * last part carries the position to confirm. */
+	for (uint64_t q = min; q > c->base; q--) {
+		struct txn *t = txn_at(c, q - 1);
+
+		if (t->last) {
+			if (c->repl && repl_confirm(c->repl, t->confirm_lsn) == 0)
+				c->confirmed = t->confirm_lsn;
+			break;
+		}
+	}
 	while (c->base < min) {
 		struct txn *t = txn_at(c, c->base++);
 
@@ -483,9 +578,7 @@ static void confirm(struct changes *c)
 		free(t->json);
 		t->json = NULL;
 	}
-	if (c->paused && c->leading && c->repl == NULL && c->out_bytes < CHANGES_OUTBOX_BYTES / 2 &&
-	    c->next_seq - c->base < CHANGES_OUTBOX_TXNS / 2)
-		consumer_start(c);
+	consumer_resume(c);
 }
 
 /* The batch for @p, as the JSON text of changes.deliver's arguments. */
@@ -649,8 +742,7 @@ static void tick_fired(uv_timer_t *t)
 
 	if (!c->leading)
 		return;
-	if (c->repl == NULL && c->paused && c->out_bytes < CHANGES_OUTBOX_BYTES / 2)
-		consumer_start(c);
+	consumer_resume(c);
 	peers_refresh(c);
 	confirm(c);
 	for (size_t i = 0; i < c->npeers; i++)
@@ -759,6 +851,7 @@ void changes_stats_get(const struct changes *c, struct changes_stats *out)
 		.delivered = c->delivered,
 		.duplicates = c->duplicates,
 		.stale = c->stale,
+		.too_large = c->too_large,
 		.lag_seconds = lag,
 	};
 	if (c->onchange) {

@@ -23,8 +23,12 @@
  * skipped when they come again), so a slow member costs the leader
  * bounded memory, never unbounded.
  *
+ * A transaction larger than CHANGES_PART_BYTES travels in parts, cut the
+ * same way by every leader; a single change larger than that cannot travel
+ * (one RPC frame is ~1 MiB): it is logged and counted, not sent.
+ *
  * Member side.  changes.deliver carries the leader's term and
- * transactions, each with its commit LSN; a batch from a term below one
+ * transactions (or parts), each with its commit LSN and part number; a batch from a term below one
  * already seen is refused (a deposed leader's late batch), and a
  * transaction at or below the last commit LSN delivered here is a
  * duplicate (from a leader change), dropped and counted.  Each change
@@ -49,7 +53,8 @@
 #define CHANGES_OUTBOX_TXNS 100000
 #define CHANGES_BATCH_BYTES (256u << 10)
 #define CHANGES_BATCH_TXNS 256
-#define CHANGES_TXN_BYTES (16u << 20)   /* one transaction's changes, at most */
+#define CHANGES_PART_BYTES (512u << 10) /* a part of a transaction, and one change, at
+					   most: every batch fits one RPC frame */
 
 struct agent;
 struct changes;
@@ -71,6 +76,7 @@ struct changes_stats {
 	uint64_t confirmed_lsn, server_lsn;   /* leader: lag = server - confirmed */
 	uint64_t slot_busy, pauses;
 	uint64_t delivered, duplicates, stale;   /* member side */
+	uint64_t too_large;                   /* leader: single changes over a part, not sent */
 	double lag_seconds;                   /* leader: age of the oldest unconfirmed commit */
 	uint64_t onchange_written, onchange_dropped;   /* --on-change */
 };

@@ -25,8 +25,13 @@ struct child {
 	uv_pipe_t in;
 	struct onchange *owner;        /* NULL once the owner closed */
 	int handles;
-	bool exited;
+	bool exited;                   /* its exit was reported */
+	bool cut;                      /* cut off (too slow): no more writes */
+	bool closed;                   /* its handles are closing */
 };
+
+/* Closes both handles once; the child is freed when both are closed. */
+static void child_close(struct child *k);
 
 struct onchange {
 	uv_loop_t *loop;
@@ -54,6 +59,15 @@ static void child_handle_closed(uv_handle_t *h)
 		free(k);
 }
 
+static void child_close(struct child *k)
+{
+	if (k->closed)
+		return;
+	k->closed = true;
+	uv_close((uv_handle_t *)&k->in, child_handle_closed);
+	uv_close((uv_handle_t *)&k->proc, child_handle_closed);
+}
+
 static void restart_fired(uv_timer_t *t)
 {
 	child_start(t->data);
@@ -65,8 +79,7 @@ static void child_exited(uv_process_t *p, int64_t status, int sig)
 	struct onchange *o = k->owner;
 
 	k->exited = true;
-	uv_close((uv_handle_t *)&k->in, child_handle_closed);
-	uv_close((uv_handle_t *)&k->proc, child_handle_closed);
+	child_close(k);
 	if (o == NULL || o->child != k)
 		return;
 	o->child = NULL;
@@ -112,8 +125,7 @@ static void child_start(struct onchange *o)
 		LOG(LOG_ERROR, "changes", "cannot start --on-change: %s; trying again in %d ms",
 		    uv_strerror(rc), RESTART_MAX_MS);
 		k->handles = 2;
-		uv_close((uv_handle_t *)&k->in, child_handle_closed);
-		uv_close((uv_handle_t *)&k->proc, child_handle_closed);
+		child_close(k);
 		uv_timer_start(&o->restart, restart_fired, RESTART_MAX_MS, 0);
 		return;
 	}
@@ -151,7 +163,7 @@ void onchange_write(struct onchange *o, const char *line, size_t len)
 	struct wreq *w;
 	uv_buf_t buf;
 
-	if (k == NULL || k->exited) {
+	if (k == NULL || k->exited || k->cut) {
 		o->dropped++;
 		if (!o->gap_logged)
 			LOG(LOG_WARNING, "changes", "--on-change is not running: change events are "
@@ -163,9 +175,11 @@ void onchange_write(struct onchange *o, const char *line, size_t len)
 		o->too_slow++;
 		o->dropped++;
 		LOG(LOG_WARNING, "changes", "--on-change is more than %u bytes behind: too slow; "
-		    "stopping it (SIGTERM)", ONCHANGE_BACKLOG_MAX);
-		uv_process_kill(&k->proc, SIGTERM);
-		k->exited = true;   /* no more writes; its exit callback restarts */
+		    "stopping it (SIGKILL; it is started again)", ONCHANGE_BACKLOG_MAX);
+		/* It is not reading: a signal it could ignore would not do.
+		 * Its exit callback closes the handles and restarts. */
+		uv_process_kill(&k->proc, SIGKILL);
+		k->cut = true;
 		return;
 	}
 	w = malloc(sizeof(*w) + len + 1);
@@ -203,12 +217,9 @@ void onchange_close(struct onchange *o)
 		/* SIGTERM and EOF on its stdin; the agent does not wait for it
 		 * (a command that ignores both must not hold the exit). */
 		k->owner = NULL;
-		if (!k->exited) {
+		if (!k->exited)
 			uv_process_kill(&k->proc, SIGTERM);
-			k->exited = true;
-			uv_close((uv_handle_t *)&k->in, child_handle_closed);
-			uv_close((uv_handle_t *)&k->proc, child_handle_closed);
-		}
+		child_close(k);
 		o->child = NULL;
 	}
 	uv_close((uv_handle_t *)&o->restart, onchange_free);

@@ -7,8 +7,8 @@
  * object per line (the objects of `meridian watch --changes --json`, without the stream's
  * own seq and time).
  * Its output goes where the agent's goes.  Bounded: a command more than
- * ONCHANGE_BACKLOG_MAX bytes behind is too slow; it gets SIGTERM, with a
- * log line saying so, and is started again like a command that exited: after
+ * ONCHANGE_BACKLOG_MAX bytes behind is too slow (it is not reading); it
+ * gets SIGKILL, with a log line saying so, and is started again like a command that exited: after
  * a backoff of 1 s doubling to 30 s (reset once it has run for a minute).
  * Events that arrive while no command runs are not queued: they are
  * counted (onchange_stats.dropped) and the first of each gap is logged, so

@@ -12,7 +12,8 @@
 # under its name).  Then every change must have reached both regions: the
 # events, replayed in the order received, must rebuild exactly the table
 # the primary holds (every committed insert, update and delete, in commit
-# order per row), and the Postgres log must show no storm of 55006
+# order per row; a final transaction of several MiB travels in parts), and
+# the Postgres log must show no storm of 55006
 # ("replication slot is active for PID"): at most a few per handoff.
 #
 # Usage: changes.sh PATH/TO/meridian [stream|poll] [ROWS] [KILLS]
@@ -109,6 +110,9 @@ for i in range(1, n + 1):
         print("update items set v = 'multi' where id between %d and %d;" % (i - 6, i - 4))
     if i % 200 == 0:
         print("select pg_sleep(0.05);")
+# One large transaction at the end: every row, several MiB of changes, so it
+# travels in parts.
+print("update items set v = v || repeat('z', 100);")
 EOF
 "$(pg_bindir)/psql" -X -q -d "$db" -f "$AGENTS_DIR/writer.sql" >"$AGENTS_DIR/writer.log" 2>&1 &
 writer_pid=$!
