@@ -154,6 +154,21 @@ static void setup(void)
 }
 
 /* True when @pid no longer runs (gone, or a zombie of someone else's). */
+static bool pid_gone(long pid);
+
+/* A killed process takes a moment to go (longer on a loaded machine):
+ * polls pid_gone() for up to @ms. */
+static bool pid_gone_within(long pid, unsigned ms)
+{
+	for (unsigned waited = 0;; waited += 10) {
+		if (pid_gone(pid))
+			return true;
+		if (waited >= ms)
+			return false;
+		usleep(10000);
+	}
+}
+
 static bool pid_gone(long pid)
 {
 	char path[64], buf[256];
@@ -398,8 +413,8 @@ START_TEST(test_exec_deadline)
 	ck_assert_uint_le(r.at_ms - t0, 5000);
 	ck_assert(run_until(no_jobs, h, 5000));
 	ck_assert_int_eq(r.count, 1);
-	ck_assert(pid_gone(pids[0]));
-	ck_assert(pid_gone(pids[1]));
+	ck_assert(pid_gone_within(pids[0], 5000));
+	ck_assert(pid_gone_within(pids[1], 5000));
 	pidfile_clean();
 	result_free(&r);
 	finish(h);
@@ -423,8 +438,8 @@ START_TEST(test_exec_cancel)
 	ck_assert(run_until(pidfile_ready, pids, 5000));
 	ops.cancel(ops.ctx, job);
 	ck_assert(run_until(no_jobs, h, 5000));
-	ck_assert(pid_gone(pids[0]));
-	ck_assert(pid_gone(pids[1]));
+	ck_assert(pid_gone_within(pids[0], 5000));
+	ck_assert(pid_gone_within(pids[1], 5000));
 	run_until(NULL, NULL, 50);
 	ck_assert_int_eq(r.count, 0);
 	pidfile_clean();
@@ -446,8 +461,8 @@ START_TEST(test_exec_close_kills)
 	ck_assert(run_until(pidfile_ready, pids, 5000));
 	finish(h);
 	ck_assert_int_eq(r.count, 0);
-	ck_assert(pid_gone(pids[0]));
-	ck_assert(pid_gone(pids[1]));
+	ck_assert(pid_gone_within(pids[0], 5000));
+	ck_assert(pid_gone_within(pids[1], 5000));
 	pidfile_clean();
 }
 END_TEST
