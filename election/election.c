@@ -80,6 +80,7 @@
 #include <string.h>
 
 #include "lib/backoff.h"
+#include "lib/splitmix.h"
 
 #define PEERS_MAX 65536
 
@@ -150,15 +151,6 @@ static uint64_t add_ms(uint64_t t, uint64_t d)
 static uint64_t min_u64(uint64_t a, uint64_t b)
 {
 	return a < b ? a : b;
-}
-
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
 }
 
 /* 1..ELECTION_NAME_MAX bytes. */

@@ -166,6 +166,7 @@
 #include <string.h>
 
 #include "gossip/gossip.h"
+#include "lib/splitmix.h"
 
 #define RELAY_MAX 128               /* ping-reqs we relay at once */
 #define STREAM_PENDING_MAX 64       /* our push-pulls in flight */
@@ -322,15 +323,6 @@ struct gossip {
 static uint64_t rotl(uint64_t x, int k)
 {
 	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
 }
 
 /* xoshiro256** */

@@ -37,6 +37,7 @@
 #include "lib/backoff.h"
 #include "lib/log.h"
 #include "storage/pgsock.h"
+#include "lib/splitmix.h"
 
 #define COMPONENT "pgconn"
 #define MAX_RESULTS 16        /* results gathered for one query before -EPROTO */
@@ -89,15 +90,6 @@ struct pgconn {
 
 	struct pgconn_stats stats;
 };
-
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 static void set_error(struct pgconn *c, const char *text)
 {

@@ -19,6 +19,7 @@
  * connections.
  */
 #include "storage/pool.h"
+#include "lib/splitmix.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -40,15 +41,6 @@ struct pgpool {
 	struct relay *inflight;       /* records of accepted, unanswered queries */
 	struct pgpool_stats stats;    /* the pool's own counters */
 };
-
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 static void relay_unlink(struct pgpool *p, struct relay *r)
 {

@@ -45,6 +45,7 @@
 #include "storage/lsn.h"
 #include "storage/pgconn.h"
 #include "storage/pgsock.h"
+#include "lib/splitmix.h"
 
 #define COMPONENT "repl"
 #define MAX_RESULTS 16          /* results of one setup statement before giving up */
@@ -191,15 +192,6 @@ const char *repl_state_name(enum repl_state s)
 /* ------------------------------------------------------------------ */
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
-
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
-}
 
 static uint32_t or_default(uint32_t v, uint32_t def)
 {

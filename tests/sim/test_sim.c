@@ -22,19 +22,13 @@
 #include "gossip/gossip.h"
 #include "gossip/proto.h"
 #include "tests/fake/fakenet.h"
+#include "tests/seed_testutil.h"
 
 #define DEFAULT_SEED 0x4d4552494449414eULL  /* "MERIDIAN" */
 
 static uint64_t seed_of(const char *test)
 {
-	const char *env = getenv("MERIDIAN_SEED");
-	uint64_t seed = DEFAULT_SEED;
-
-	if (env && *env)
-		seed = strtoull(env, NULL, 0);
-	printf("%s: seed %" PRIu64 " (replay: MERIDIAN_SEED=%" PRIu64 ")\n", test, seed, seed);
-	fflush(stdout);
-	return seed;
+	return test_seed(test, DEFAULT_SEED);
 }
 
 static bool cond_converged(struct fakenet *f, void *ctx)

@@ -33,6 +33,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "tests/seed_testutil.h"
+
 #include <uv.h>
 
 #define PG_PULSE_MS 10
@@ -54,12 +56,7 @@ static inline const char *pg_test_url(void)
 /* MERIDIAN_SEED, or @def; printed for a replay. */
 static inline uint64_t pg_test_seed(uint64_t def)
 {
-	const char *env = getenv("MERIDIAN_SEED");
-	uint64_t seed = env && *env ? strtoull(env, NULL, 0) : def;
-
-	printf("seed %" PRIu64 " (replay: MERIDIAN_SEED=%" PRIu64 ")\n", seed, seed);
-	fflush(stdout);
-	return seed;
+	return test_seed("pg", def);
 }
 
 static inline void pg_pulse_fired(uv_timer_t *h)

@@ -22,28 +22,13 @@
 #include <string.h>
 
 #include "storage/lsn.h"
+#include "tests/seed_testutil.h"
 
 #define DEFAULT_SEED 0x4c534e5741495431ULL  /* "LSNWAIT1" */
 
 static uint64_t seed_of(const char *test)
 {
-	const char *env = getenv("MERIDIAN_SEED");
-	uint64_t seed = DEFAULT_SEED;
-
-	if (env && *env)
-		seed = strtoull(env, NULL, 0);
-	printf("%s: seed %" PRIu64 " (replay: MERIDIAN_SEED=%" PRIu64 ")\n", test, seed, seed);
-	fflush(stdout);
-	return seed;
-}
-
-static uint64_t splitmix64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-	return z ^ (z >> 31);
+	return test_seed(test, DEFAULT_SEED);
 }
 
 static uint64_t below(uint64_t *rng, uint64_t n)
