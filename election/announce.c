@@ -14,40 +14,22 @@
 #include <errno.h>
 #include <string.h>
 
+#include "lib/be.h"
+
 #define ANN_MAGIC 'L'
 #define ANN_VERSION 1
 
-static bool state_valid(uint8_t s)
+bool election_announce_valid(const struct election_announce *a)
 {
-	return s == ELECTION_ANN_LEADING || s == ELECTION_ANN_RELEASED;
-}
-
-static bool backend_valid(uint8_t b)
-{
-	return b == ELECTION_BACKEND_GOSSIP || b == ELECTION_BACKEND_POSTGRES;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = (v << 8) | p[i];
-	return v;
+	return (a->state == ELECTION_ANN_LEADING || a->state == ELECTION_ANN_RELEASED) &&
+	       (a->backend == ELECTION_BACKEND_GOSSIP || a->backend == ELECTION_BACKEND_POSTGRES) &&
+	       a->term != 0;
 }
 
 int election_announce_encode(const struct election_announce *a,
 			     uint8_t out[ELECTION_ANNOUNCE_LEN])
 {
-	if (!a || !out || !state_valid(a->state) || !backend_valid(a->backend) || a->term == 0)
+	if (!a || !out || !election_announce_valid(a))
 		return -EINVAL;
 	out[0] = ANN_MAGIC;
 	out[1] = ANN_VERSION;
@@ -76,7 +58,7 @@ int election_announce_decode(const uint8_t *buf, size_t len, struct election_ann
 	a.backend = buf[3];
 	a.term = get_be64(buf + 4);
 	a.since_wall_ms = get_be64(buf + 12);
-	if (!state_valid(a.state) || !backend_valid(a.backend) || a.term == 0)
+	if (!election_announce_valid(&a))
 		return -EBADMSG;
 	*out = a;
 	return 0;

@@ -89,6 +89,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/be.h"
+
 #define SEAL_ID_BYTES 4
 /* magic, version, key id, name length */
 #define SEAL_FIXED_BYTES (2 + SEAL_ID_BYTES + 1)
@@ -168,23 +170,6 @@ const char *seal_err_name(enum seal_err e)
 	if ((unsigned)e >= SEAL_ERR__COUNT)
 		return "unknown";
 	return names[e];
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--) {
-		p[i] = (uint8_t)v;
-		v >>= 8;
-	}
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
 }
 
 /* Whether [a, a+alen) and [b, b+blen) share a byte. */

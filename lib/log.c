@@ -21,6 +21,7 @@
 #include "lib/log.h"
 
 #include "lib/clock.h"
+#include "lib/utf8.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -103,42 +104,6 @@ static void line_put(struct line *l, const char *s, size_t n)
 static void line_puts(struct line *l, const char *s)
 {
 	line_put(l, s, strlen(s));
-}
-
-/* Length of the valid UTF-8 sequence at @s (at most @n bytes), or 0 when
- * the bytes there are not valid UTF-8 (overlong forms, surrogates and
- * code points past U+10FFFF included). */
-static size_t utf8_seq_len(const unsigned char *s, size_t n)
-{
-	unsigned char c = s[0];
-	size_t len;
-	unsigned int cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF) {
-		len = 2;
-		cp = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		cp = c & 0x0F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (len > n)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3F);
-	}
-	if ((len == 3 && cp < 0x800) || (len == 4 && cp < 0x10000) || cp > 0x10FFFF ||
-	    (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return len;
 }
 
 /* Appends @s as the inside of a JSON string. */

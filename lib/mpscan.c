@@ -15,14 +15,7 @@
 #include <stdbool.h>
 #include <string.h>
 
-static uint64_t read_be(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
+#include "lib/be.h"
 
 /* The shape of one msgpack header: what follows the type byte. */
 struct mp_head {
@@ -112,7 +105,7 @@ int mpscan_check(const uint8_t *buf, size_t len, const struct mpscan_limits *lim
 		pos++;
 		if (h.lenbytes > len - pos)
 			return scan_fail(fail, MPSCAN_TRUNCATED);
-		n = h.lenbytes ? read_be(buf + pos, h.lenbytes) : h.count;
+		n = h.lenbytes ? get_ben(buf + pos, h.lenbytes) : h.count;
 		pos += h.lenbytes;
 		body = h.fixed + (h.kind == 'b' ? n : 0);
 		if (body > len - pos)

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/be.h"
+#include "lib/utf8.h"
 #include "storage/pgoutput.h"
 
 #define SLOTS (2 * PGOUTPUT_RELATIONS_MAX)  /* a power of two */
@@ -111,7 +113,7 @@ static int get_u16(struct rd *r, const char *field, uint16_t *v)
 
 	if (rc)
 		return rc;
-	*v = (uint16_t)((uint16_t)r->p[0] << 8 | r->p[1]);
+	*v = get_be16(r->p);
 	r->p += 2;
 	r->left -= 2;
 	return 0;
@@ -123,7 +125,7 @@ static int get_u32(struct rd *r, const char *field, uint32_t *v)
 
 	if (rc)
 		return rc;
-	*v = (uint32_t)r->p[0] << 24 | (uint32_t)r->p[1] << 16 | (uint32_t)r->p[2] << 8 | r->p[3];
+	*v = get_be32(r->p);
 	r->p += 4;
 	r->left -= 4;
 	return 0;
@@ -131,14 +133,13 @@ static int get_u32(struct rd *r, const char *field, uint32_t *v)
 
 static int get_u64(struct rd *r, const char *field, uint64_t *v)
 {
-	uint32_t hi, lo;
 	int rc = need(r, field, 8);
 
 	if (rc)
 		return rc;
-	get_u32(r, field, &hi);
-	get_u32(r, field, &lo);
-	*v = (uint64_t)hi << 32 | lo;
+	*v = get_be64(r->p);
+	r->p += 8;
+	r->left -= 8;
 	return 0;
 }
 
@@ -627,43 +628,6 @@ int pgoutput_decode(struct pgoutput *d, const uint8_t *buf, size_t len, struct p
 
 /* ---- JSON -------------------------------------------------------------- */
 
-/* Strict UTF-8 as jansson wants it: no overlongs, surrogates or code
- * points past U+10FFFF (NUL bytes are fine for json_stringn). */
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-	size_t i = 0;
-
-	while (i < n) {
-		uint8_t c = s[i];
-		size_t k;
-		uint32_t cp, min;
-
-		if (c < 0x80) {
-			i++;
-			continue;
-		} else if ((c & 0xe0) == 0xc0) {
-			k = 1, cp = c & 0x1f, min = 0x80;
-		} else if ((c & 0xf0) == 0xe0) {
-			k = 2, cp = c & 0x0f, min = 0x800;
-		} else if ((c & 0xf8) == 0xf0) {
-			k = 3, cp = c & 0x07, min = 0x10000;
-		} else {
-			return false;
-		}
-		if (n - i - 1 < k)
-			return false;
-		for (size_t j = 1; j <= k; j++) {
-			if ((s[i + j] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (s[i + j] & 0x3f);
-		}
-		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += k + 1;
-	}
-	return true;
-}
-
 __attribute__((format(printf, 4, 5)))
 static int jfail(char *err, size_t errlen, int errnum, const char *fmt, ...)
 {
@@ -683,8 +647,8 @@ static json_t *table_name(const struct pgoutput_relation *rel)
 	const char *nsp = rel->nspname[0] ? rel->nspname : "pg_catalog";
 	char buf[2 * PGOUTPUT_NAME_MAX + 16];
 
-	if (!utf8_valid((const uint8_t *)nsp, strlen(nsp)) ||
-	    !utf8_valid((const uint8_t *)rel->relname, strlen(rel->relname)))
+	if (!utf8_valid((const unsigned char *)nsp, strlen(nsp)) ||
+	    !utf8_valid((const unsigned char *)rel->relname, strlen(rel->relname)))
 		return NULL;
 	snprintf(buf, sizeof(buf), "%s.%s", nsp, rel->relname);
 	return json_string(buf);
@@ -706,7 +670,7 @@ static int tuple_json(const struct pgoutput_relation *rel, const struct pgoutput
 
 		if (t->kind == 'K' && !(c->flags & PGOUTPUT_COLUMN_KEY))
 			continue;
-		if (!utf8_valid((const uint8_t *)c->name, strlen(c->name))) {
+		if (!utf8_valid((const unsigned char *)c->name, strlen(c->name))) {
 			json_decref(o);
 			return jfail(err, errlen, -EILSEQ, "column %zu of %s: name not UTF-8", i + 1,
 				     rel->relname);
@@ -719,7 +683,7 @@ static int tuple_json(const struct pgoutput_relation *rel, const struct pgoutput
 			continue;
 		}
 		if (v->state == PGOUTPUT_TEXT) {
-			if (!utf8_valid((const uint8_t *)v->data, v->len)) {
+			if (!utf8_valid((const unsigned char *)v->data, v->len)) {
 				json_decref(o);
 				return jfail(err, errlen, -EILSEQ, "column %s of %s: value not UTF-8",
 					     c->name, rel->relname);
@@ -782,7 +746,7 @@ int pgoutput_change_json(const struct pgoutput_msg *m, const char *lsn, uint32_t
 	if (format_time(commit_time_us, when))
 		return jfail(err, errlen, -ERANGE, "commit time %" PRId64 " out of range",
 			     commit_time_us);
-	if (!utf8_valid((const uint8_t *)lsn, strlen(lsn)))
+	if (!utf8_valid((const unsigned char *)lsn, strlen(lsn)))
 		return jfail(err, errlen, -EILSEQ, "lsn not UTF-8");
 
 	o = json_object();

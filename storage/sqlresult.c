@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/utf8.h"
+
 /* Built-in type OIDs (src/include/catalog/pg_type.dat). */
 enum {
 	OID_BOOL = 16, OID_BYTEA = 17, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23,
@@ -101,8 +103,7 @@ static size_t json_string_len(const char *s, size_t len)
 
 	while (p < end) {
 		unsigned char c = *p;
-		uint32_t cp;
-		int extra;
+		size_t k;
 
 		if (c < 0x80) {
 			if (c == '"' || c == '\\' || c == '\b' || c == '\f' || c == '\n' ||
@@ -115,30 +116,11 @@ static size_t json_string_len(const char *s, size_t len)
 			p++;
 			continue;
 		}
-		if (c >= 0xc2 && c <= 0xdf) {
-			extra = 1;
-			cp = c & 0x1f;
-		} else if (c >= 0xe0 && c <= 0xef) {
-			extra = 2;
-			cp = c & 0x0f;
-		} else if (c >= 0xf0 && c <= 0xf4) {
-			extra = 3;
-			cp = c & 0x07;
-		} else {
-			return 0;     /* continuation byte, 0xc0/0xc1 (overlong), > 0xf4 */
-		}
-		if (end - p <= extra)
+		k = utf8_seq_len(p, (size_t)(end - p));
+		if (k == 0)
 			return 0;
-		for (int i = 1; i <= extra; i++) {
-			if ((p[i] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (p[i] & 0x3f);
-		}
-		if ((extra == 2 && cp < 0x800) || (extra == 3 && cp < 0x10000) ||
-		    (cp >= 0xd800 && cp <= 0xdfff) || cp > 0x10ffff)
-			return 0;
-		n += (size_t)extra + 1;
-		p += extra + 1;
+		n += k;
+		p += k;
 	}
 	return n;
 }
