@@ -359,11 +359,6 @@ static void step_down(struct election *e, enum election_why why, uint64_t now)
 /* The known leader                                                    */
 /* ------------------------------------------------------------------ */
 
-static int source_rank(enum election_source s)
-{
-	return s == ELECTION_FROM_SELF ? 0 : s == ELECTION_FROM_GOSSIP ? 1 : 2;
-}
-
 static void consider(const struct election *e, struct election_leader *best, bool *have,
 		     const char *name, uint64_t term, enum election_source src, uint64_t since_wall)
 {
@@ -373,9 +368,9 @@ static void consider(const struct election *e, struct election_leader *best, boo
 		if (term < best->term)
 			return;
 		if (term == best->term) {
-			int a = source_rank(src), b = source_rank(best->source);
-
-			if (a > b || (a == b && strcmp(name, best->name) >= 0))
+			/* The enum is in order of precedence. */
+			if (src > best->source ||
+			    (src == best->source && strcmp(name, best->name) >= 0))
 				return;
 		}
 	}
@@ -531,25 +526,22 @@ static void acquire_answered(struct election *e, const struct election_lease_res
 		}
 		return;
 	}
-	if (e->lease_known && strcmp(e->lease_holder, e->node)) {
+	if (e->lease_known) {
 		uint64_t left = add_ms(e->lease_until - now, 1);
-		const struct peer *p = find_in(e->peers, e->npeers, e->lease_holder);
+		const struct peer *p = strcmp(e->lease_holder, e->node) ?
+			find_in(e->peers, e->npeers, e->lease_holder) : NULL;
 
 		if (p && p->live && gone(p, e->lease_term)) {
 			/* Leaving or released: its RELEASE is on the way. */
 			e->next_acquire = add_ms(now, min_u64(jitter_backoff(e, &e->acquire_bo),
 							      left));
 		} else {
+			/* Held by another, or under our own name yet not taken:
+			 * a previous life's lease (another holder id; our own
+			 * id's lease ACQUIRE takes back).  It ends when it ends. */
 			backoff_reset(&e->acquire_bo);
 			e->next_acquire = add_ms(now, min_u64(e->cfg.renew_ms, left));
 		}
-	} else if (e->lease_known) {
-		/* Our own name yet not taken: a previous life's lease (another
-		 * holder id; our own id's lease ACQUIRE takes back).  It ends
-		 * when it ends. */
-		backoff_reset(&e->acquire_bo);
-		e->next_acquire = add_ms(now, min_u64(e->cfg.renew_ms,
-						      add_ms(e->lease_until - now, 1)));
 	} else {
 		/* Free yet not taken: a race with another ACQUIRE, or an
 		 * adapter quirk; retry soon but backing off. */
@@ -834,7 +826,6 @@ int election_set_peers(struct election *e, const struct election_peer *peers, si
 	for (size_t i = 0; i < n; i++) {
 		const struct election_peer *p = &peers[i];
 		struct peer *q = &v[m];
-		bool valid;
 
 		if (!name_valid(p->name) || strcmp(p->name, e->node) == 0)
 			continue;
@@ -845,12 +836,9 @@ int election_set_peers(struct election *e, const struct election_peer *peers, si
 		q->eligible = p->eligible;
 		q->priority = p->priority;
 		if (p->announced) {
-			valid = p->ann.term != 0 && (p->ann.backend == ELECTION_BACKEND_GOSSIP ||
-						     p->ann.backend == ELECTION_BACKEND_POSTGRES) &&
-				(p->ann.state == ELECTION_ANN_LEADING ||
-				 p->ann.state == ELECTION_ANN_RELEASED);
 			q->ann = p->ann;
-			q->announced = valid && heeded(e, p, e->max_term);
+			q->announced = election_announce_valid(&p->ann) &&
+				       heeded(e, p, e->max_term);
 			q->ignored = !q->announced;
 		}
 		m++;

@@ -175,6 +175,11 @@ int election_announce_encode(const struct election_announce *a,
 			     uint8_t out[ELECTION_ANNOUNCE_LEN]);
 int election_announce_decode(const uint8_t *buf, size_t len, struct election_announce *out);
 
+/* Whether @a (not NULL) says something the wire form can: a known state
+ * and backend, term >= 1.  Encode and decode refuse anything else, and
+ * election_set_peers() ignores it. */
+bool election_announce_valid(const struct election_announce *a);
+
 /* ------------------------------------------------------------------ */
 /* Seams                                                               */
 /* ------------------------------------------------------------------ */
@@ -292,6 +297,7 @@ uint64_t election_max_term(const struct election *e);
 /* POSTGRES leader: machine time our leadership ends without a renewal. */
 uint64_t election_deadline(const struct election *e);
 
+/* In order of precedence between claims of one term: self first. */
 enum election_source {
 	ELECTION_FROM_SELF = 0,
 	ELECTION_FROM_GOSSIP,

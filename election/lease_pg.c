@@ -380,7 +380,6 @@ struct lease_pg *lease_pg_new(uv_loop_t *loop, const struct lease_pg_config *cfg
 
 int lease_pg_request(struct lease_pg *l, enum election_lease_op op, uint64_t term)
 {
-	struct pgconn_stats s;
 	int rc;
 
 	if (op != ELECTION_LEASE_ACQUIRE && op != ELECTION_LEASE_RENEW &&
@@ -391,10 +390,10 @@ int lease_pg_request(struct lease_pg *l, enum election_lease_op op, uint64_t ter
 	l->op = op;
 	l->term = term;
 	l->deadline = uv_now(l->loop) + l->timeout_ms;
-	pgconn_stats_get(l->conn, &s);
 	/* The table is checked once per connection: skip it when the live
 	 * connection is the one it was checked on. */
-	rc = send_step(l, s.connected && s.connects == l->created_serial ? STEP_OP : STEP_CREATE);
+	rc = send_step(l, pgconn_connected(l->conn) && pgconn_serial(l->conn) == l->created_serial ?
+				  STEP_OP : STEP_CREATE);
 	if (rc < 0) {
 		l->step = STEP_NONE;
 		return rc == -EAGAIN || rc == -ETIMEDOUT ? -EBUSY : rc;

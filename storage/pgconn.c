@@ -364,43 +364,9 @@ static void send_head(struct pgconn *c)
 	flush_and_watch(c);
 }
 
-static bool is_error(ExecStatusType s)
-{
-	return s == PGRES_FATAL_ERROR || s == PGRES_NONFATAL_ERROR || s == PGRES_BAD_RESPONSE;
-}
-
 static bool is_copy(ExecStatusType s)
 {
 	return s == PGRES_COPY_IN || s == PGRES_COPY_OUT || s == PGRES_COPY_BOTH;
-}
-
-/* Keeps the answer that matters: the first result, or the first error. */
-static void keep_result(struct pgconn *c, PGresult *r)
-{
-	if (!c->res) {
-		c->res = r;
-	} else if (is_error(PQresultStatus(r)) && !is_error(PQresultStatus(c->res))) {
-		PQclear(c->res);
-		c->res = r;
-	} else {
-		PQclear(r);
-	}
-}
-
-/* Formats the error of @r: "SQLSTATE xxxxx: primary message". */
-static void result_error(const PGresult *r, char *out, size_t size)
-{
-	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
-
-	if (!msg || !*msg)
-		msg = PQresultErrorMessage(r);
-	if (!msg || !*msg)
-		msg = PQresStatus(PQresultStatus(r));
-	if (state && *state)
-		snprintf(out, size, "SQLSTATE %s: %s", state, msg);
-	else
-		snprintf(out, size, "%s", msg);
 }
 
 /* All results are in: answer the head. */
@@ -418,10 +384,10 @@ static void finish_running(struct pgconn *c)
 	if (!r) {
 		status = -EPROTO;
 		snprintf(text, sizeof(text), "no result from the server");
-	} else if (is_error(PQresultStatus(r))) {
+	} else if (pgsock_result_is_error(r)) {
 		status = -EREMOTEIO;
 		state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-		result_error(r, text, sizeof(text));
+		pgsock_result_error(r, text, sizeof(text));
 	} else if (PQresultStatus(r) != PGRES_TUPLES_OK &&
 		   PQresultStatus(r) != PGRES_COMMAND_OK) {
 		status = -EPROTO;
@@ -490,7 +456,7 @@ static void collect(struct pgconn *c)
 				  "unsupported answer (COPY or several statements)");
 			return;
 		}
-		keep_result(c, r);
+		pgsock_keep_result(&c->res, r);
 	}
 }
 
@@ -506,11 +472,11 @@ static void input_failed(struct pgconn *c)
 
 		if (!r)
 			break;
-		keep_result(c, r);
+		pgsock_keep_result(&c->res, r);
 	}
-	if (c->res && is_error(PQresultStatus(c->res))) {
+	if (c->res && pgsock_result_is_error(c->res)) {
 		state = PQresultErrorField(c->res, PG_DIAG_SQLSTATE);
-		result_error(c->res, text, sizeof(text));
+		pgsock_result_error(c->res, text, sizeof(text));
 	} else {
 		snprintf(text, sizeof(text), "%s", PQerrorMessage(c->sock.pg));
 	}
@@ -645,11 +611,6 @@ static void on_query_timer(uv_timer_t *t)
 /* Public                                                              */
 /* ------------------------------------------------------------------ */
 
-static uint32_t or_default(uint32_t v, uint32_t def)
-{
-	return v ? v : def;
-}
-
 /* The keyword/value arrays: the conninfo's own settings, then ours (see
  * the top of pgconn.h for who wins). */
 static int build_params(struct pgconn *c, const struct pgconn_config *cfg, char *err,
@@ -699,13 +660,13 @@ struct pgconn *pgconn_new(uv_loop_t *loop, const struct pgconn_config *cfg, char
 	}
 	c->loop = loop;
 	pgsock_init(&c->sock, loop, on_poll, c, COMPONENT);
-	c->connect_timeout_ms = or_default(cfg->connect_timeout_ms, 5000);
-	c->query_timeout_ms = or_default(cfg->query_timeout_ms, 5000);
-	c->max_queue = or_default(cfg->max_queue, 16);
+	c->connect_timeout_ms = pgsock_or_default(cfg->connect_timeout_ms, 5000);
+	c->query_timeout_ms = pgsock_or_default(cfg->query_timeout_ms, 5000);
+	c->max_queue = pgsock_or_default(cfg->max_queue, 16);
 	c->rng = cfg->seed;
 	c->tail = &c->head;
-	backoff_init(&c->bo, or_default(cfg->backoff_initial_ms, 100),
-		     or_default(cfg->backoff_max_ms, 5000));
+	backoff_init(&c->bo, pgsock_or_default(cfg->backoff_initial_ms, 100),
+		     pgsock_or_default(cfg->backoff_max_ms, 5000));
 	if (build_params(c, cfg, err, errlen) < 0) {
 		free_conn(c);
 		return NULL;
@@ -799,7 +760,22 @@ void pgconn_stats_get(const struct pgconn *c, struct pgconn_stats *out)
 {
 	*out = c->stats;
 	out->queued = c->nq;
-	out->connected = c->st == ST_READY || c->st == ST_BUSY;
+	out->connected = pgconn_connected(c);
+}
+
+uint32_t pgconn_queued(const struct pgconn *c)
+{
+	return c->nq;
+}
+
+bool pgconn_connected(const struct pgconn *c)
+{
+	return c->st == ST_READY || c->st == ST_BUSY;
+}
+
+uint64_t pgconn_serial(const struct pgconn *c)
+{
+	return c->serial;
 }
 
 int pgconn_socket(const struct pgconn *c)

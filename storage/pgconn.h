@@ -53,6 +53,7 @@
 #ifndef MERIDIAN_STORAGE_PGCONN_H
 #define MERIDIAN_STORAGE_PGCONN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -148,6 +149,14 @@ struct pgconn_stats {
 	char last_error[PGCONN_ERROR_MAX];  /* the latest failure, "" if none */
 };
 void pgconn_stats_get(const struct pgconn *c, struct pgconn_stats *out);
+
+/* Single fields of the above for a decision per query (which pool member,
+ * whether the live connection is a known one) without copying the whole
+ * struct: queued and connected as in pgconn_stats, and the serial of the
+ * live connection as in pgconn_reply.conn_serial (0 when none). */
+uint32_t pgconn_queued(const struct pgconn *c);
+bool pgconn_connected(const struct pgconn *c);
+uint64_t pgconn_serial(const struct pgconn *c);
 
 /* The socket of the live connection, -1 when none: for diagnostics and
  * tests (e.g. reading back the keepalive options).  Do not read, write or

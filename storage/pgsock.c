@@ -89,11 +89,6 @@ static int push_num(struct pgsock_params *p, size_t cap, const char *k, uint32_t
 	return push_kv(p, cap, k, num);
 }
 
-static uint32_t or_default(uint32_t v, uint32_t def)
-{
-	return v ? v : def;
-}
-
 /* "options": the conninfo's (@user, NULL if none), then @extra. */
 static int push_options(struct pgsock_params *p, size_t cap, const char *user,
 			const char *extra)
@@ -149,15 +144,17 @@ int pgsock_params_build(struct pgsock_params *p, const struct pgsock_options *o,
 	if (!rc)
 		rc = push_kv(p, cap, "keepalives", "1");
 	if (!rc)
-		rc = push_num(p, cap, "keepalives_idle", or_default(o->keepalives_idle_s, 5));
+		rc = push_num(p, cap, "keepalives_idle",
+			      pgsock_or_default(o->keepalives_idle_s, 5));
 	if (!rc)
 		rc = push_num(p, cap, "keepalives_interval",
-			      or_default(o->keepalives_interval_s, 2));
+			      pgsock_or_default(o->keepalives_interval_s, 2));
 	if (!rc)
-		rc = push_num(p, cap, "keepalives_count", or_default(o->keepalives_count, 3));
+		rc = push_num(p, cap, "keepalives_count",
+			      pgsock_or_default(o->keepalives_count, 3));
 	if (!rc)
 		rc = push_num(p, cap, "tcp_user_timeout",
-			      or_default(o->tcp_user_timeout_ms, 10000));
+			      pgsock_or_default(o->tcp_user_timeout_ms, 10000));
 	/* libpq's is whole seconds, at least 1 (it only bounds blocking
 	 * connects; ours are bounded by the caller's timer). */
 	if (!rc)
@@ -195,6 +192,44 @@ void pgsock_params_free(struct pgsock_params *p)
 }
 
 /* ------------------------------------------------------------------ */
+/* Results                                                             */
+/* ------------------------------------------------------------------ */
+
+bool pgsock_result_is_error(const PGresult *r)
+{
+	ExecStatusType s = PQresultStatus(r);
+
+	return s == PGRES_FATAL_ERROR || s == PGRES_NONFATAL_ERROR || s == PGRES_BAD_RESPONSE;
+}
+
+void pgsock_result_error(const PGresult *r, char *out, size_t size)
+{
+	const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+
+	if (!msg || !*msg)
+		msg = PQresultErrorMessage(r);
+	if (!msg || !*msg)
+		msg = PQresStatus(PQresultStatus(r));
+	if (state && *state)
+		snprintf(out, size, "SQLSTATE %s: %s", state, msg);
+	else
+		snprintf(out, size, "%s", msg);
+}
+
+void pgsock_keep_result(PGresult **kept, PGresult *r)
+{
+	if (!*kept) {
+		*kept = r;
+	} else if (pgsock_result_is_error(r) && !pgsock_result_is_error(*kept)) {
+		PQclear(*kept);
+		*kept = r;
+	} else {
+		PQclear(r);
+	}
+}
+
+/* ------------------------------------------------------------------ */
 /* The socket                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -227,14 +262,23 @@ static void poll_drop(struct pgsock *s)
 int pgsock_watch(struct pgsock *s, int events)
 {
 	int fd = PQsocket(s->pg);
-	struct stat sb;
+	bool same;
+	ino_t ino = s->ino;
 	int rc;
 
 	if (fd < 0)
 		return -EBADF;
-	if (fstat(fd, &sb) != 0)
-		return -errno;
-	if (s->poll && (s->fd != fd || s->ino != sb.st_ino))
+	same = s->poll && s->fd == fd;
+	if (!s->connected || !same) {
+		/* While connecting a new socket may reuse the old number. */
+		struct stat sb;
+
+		if (fstat(fd, &sb) != 0)
+			return -errno;
+		ino = sb.st_ino;
+		same = same && s->ino == ino;
+	}
+	if (s->poll && !same)
 		poll_drop(s);
 	if (!s->poll) {
 		uv_poll_t *h = malloc(sizeof(*h));
@@ -249,7 +293,7 @@ int pgsock_watch(struct pgsock *s, int events)
 		h->data = s->data;
 		s->poll = h;
 		s->fd = fd;
-		s->ino = sb.st_ino;
+		s->ino = ino;
 		s->events = 0;
 		s->errors = 0;
 	}
@@ -270,6 +314,7 @@ void pgsock_finish(struct pgsock *s)
 		s->pg = NULL;
 	}
 	s->flushing = false;
+	s->connected = false;
 }
 
 static void notice_log(void *arg, const char *message)
@@ -298,6 +343,7 @@ int pgsock_connect_step(struct pgsock *s)
 
 	switch (PQconnectPoll(s->pg)) {
 	case PGRES_POLLING_OK:
+		s->connected = true;
 		if (PQsetnonblocking(s->pg, 1) != 0)
 			return PGSOCK_FAILED;
 		PQsetNoticeProcessor(s->pg, notice_log, s);

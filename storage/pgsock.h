@@ -16,8 +16,9 @@
  * The socket.  A struct pgsock owns the PGconn and the uv_poll on
  * PQsocket().  libpq may switch sockets while connecting (another address
  * of the host, a retry without SSL), even to a new socket under the old
- * descriptor number, so every watch identifies the socket by (fd, inode)
- * and remakes the poll handle when that changed.  The poll handle is
+ * descriptor number, so until connected every watch identifies the socket
+ * by (fd, inode) and remakes the poll handle when that changed; once
+ * connected the socket stays, and comparing the fd is enough.  The poll handle is
  * always closed before PQfinish() closes its descriptor, and frees itself
  * in its close callback: it never touches its owner after
  * pgsock_finish(), so the owner need not wait for it (the loop does).
@@ -27,6 +28,11 @@
  * said no: PQerrorMessage(s->pg) says why, or s->pg is NULL when it was
  * out of memory), or a negative errno / UV error when the socket could not
  * be watched.
+ *
+ * Results.  pgsock_result_is_error(), pgsock_result_error() and
+ * pgsock_keep_result() are the common reading of a query's results: which
+ * count as errors, how an error is told ("SQLSTATE xxxxx: message"), and
+ * which of several results answers the query.
  *
  * Not thread-safe; one loop.
  */
@@ -84,6 +90,24 @@ int pgsock_params_build(struct pgsock_params *p, const struct pgsock_options *o,
 /* Frees what @p holds and zeroes it; again is harmless. */
 void pgsock_params_free(struct pgsock_params *p);
 
+/* @v, or @def when @v is 0 (an option left unset). */
+static inline uint32_t pgsock_or_default(uint32_t v, uint32_t def)
+{
+	return v ? v : def;
+}
+
+/* True for an error result (fatal, nonfatal, bad response); @r not NULL. */
+bool pgsock_result_is_error(const PGresult *r);
+
+/* Formats the error of @r into @out (@size bytes): "SQLSTATE xxxxx:
+ * primary message", or just the message when there is no SQLSTATE; the
+ * message falls back to libpq's whole error text, then the status name. */
+void pgsock_result_error(const PGresult *r, char *out, size_t size);
+
+/* Of several results, keeps in *@kept the one that answers: the first,
+ * or the first error.  Takes @r; frees whichever is not kept. */
+void pgsock_keep_result(PGresult **kept, PGresult *r);
+
 struct pgsock {
 	PGconn *pg;                    /* NULL when no connection */
 	bool flushing;                 /* PQflush() said 1: writable wanted too */
@@ -96,6 +120,7 @@ struct pgsock {
 	uv_poll_t *poll;
 	int fd;
 	ino_t ino;
+	bool connected;                /* PQconnectPoll() said OK: the socket stays */
 	int events;
 	unsigned errors;               /* error callbacks in a row */
 };

@@ -79,7 +79,8 @@ struct pgpool *pgpool_new(uv_loop_t *loop, const struct pgpool_config *cfg, char
 
 	if (err && errlen)
 		err[0] = '\0';
-	if (!loop || !cfg || !cfg->conninfo) {
+	/* The rest (loop, conninfo, max_queue) pgconn_new() checks. */
+	if (!cfg) {
 		if (err)
 			snprintf(err, errlen, "no conninfo");
 		return NULL;
@@ -87,12 +88,6 @@ struct pgpool *pgpool_new(uv_loop_t *loop, const struct pgpool_config *cfg, char
 	if (cfg->size > PGPOOL_MAX_SIZE) {
 		if (err)
 			snprintf(err, errlen, "pool size %u above %d", cfg->size, PGPOOL_MAX_SIZE);
-		return NULL;
-	}
-	if (cfg->max_queue > PGCONN_MAX_QUEUE) {
-		if (err)
-			snprintf(err, errlen, "max_queue %u above %d", cfg->max_queue,
-				 PGCONN_MAX_QUEUE);
 		return NULL;
 	}
 	p = calloc(1, sizeof(*p));
@@ -141,14 +136,14 @@ int pgpool_query(struct pgpool *p, const char *sql, int nparams, const char *con
 	/* Fewest queued; then connected; then the first after the last pick. */
 	for (uint32_t k = 1; k <= p->size; k++) {
 		uint32_t i = (p->last + k) % p->size;
-		struct pgconn_stats st;
+		uint32_t queued = pgconn_queued(p->conns[i]);
+		bool connected = pgconn_connected(p->conns[i]);
 
-		pgconn_stats_get(p->conns[i], &st);
-		if (st.queued < best_queued ||
-		    (st.queued == best_queued && st.connected && !best_connected)) {
+		if (queued < best_queued ||
+		    (queued == best_queued && connected && !best_connected)) {
 			best = i;
-			best_queued = st.queued;
-			best_connected = st.connected;
+			best_queued = queued;
+			best_connected = connected;
 		}
 	}
 	r = calloc(1, sizeof(*r));

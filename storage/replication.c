@@ -40,6 +40,7 @@
 #include <libpq-fe.h>
 
 #include "lib/backoff.h"
+#include "lib/be.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "storage/lsn.h"
@@ -112,21 +113,6 @@ struct repl {
 /* Wire format (pure)                                                  */
 /* ------------------------------------------------------------------ */
 
-static uint64_t get_be64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
 int repl_copy_parse(const uint8_t *buf, size_t len, size_t max_payload, struct repl_copy *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -193,34 +179,13 @@ const char *repl_state_name(enum repl_state s)
 /* Helpers                                                             */
 /* ------------------------------------------------------------------ */
 
-static uint32_t or_default(uint32_t v, uint32_t def)
-{
-	return v ? v : def;
-}
-
-/* "SQLSTATE xxxxx: message" of an error result. */
+/* "SQLSTATE xxxxx: message" of an error result, on one line. */
 static void result_error(const PGresult *res, char *out, size_t size)
 {
-	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
-	char line[REPL_ERROR_MAX];
+	char raw[REPL_ERROR_MAX];
 
-	if (!msg || !*msg)
-		msg = PQresultErrorMessage(res);
-	if (!msg || !*msg)
-		msg = PQresStatus(PQresultStatus(res));
-	pgsock_one_line(line, sizeof(line), msg);
-	if (state && *state)
-		snprintf(out, size, "SQLSTATE %.5s: %.*s", state, REPL_ERROR_MAX - 20, line);
-	else
-		snprintf(out, size, "%s", line);
-}
-
-static bool is_error(const PGresult *res)
-{
-	ExecStatusType s = PQresultStatus(res);
-
-	return s == PGRES_FATAL_ERROR || s == PGRES_NONFATAL_ERROR || s == PGRES_BAD_RESPONSE;
+	pgsock_result_error(res, raw, sizeof(raw));
+	pgsock_one_line(out, size, raw);
 }
 
 /* The state callback; states other than REPL_ERROR only when entered.
@@ -464,7 +429,7 @@ static void read_stream(struct repl *r)
 			/* The server ended the stream: its error says why. */
 			PGresult *res = PQgetResult(r->io.pg);
 
-			if (res && is_error(res))
+			if (res && pgsock_result_is_error(res))
 				result_error(res, text, sizeof(text));
 			else
 				snprintf(text, sizeof(text), "the server ended the stream");
@@ -568,14 +533,7 @@ static void collect_setup(struct repl *r)
 			session_failed(r, "unexpected answer to a setup statement");
 			return;
 		}
-		if (!r->res) {
-			r->res = res;
-		} else if (is_error(res) && !is_error(r->res)) {
-			PQclear(r->res);
-			r->res = res;
-		} else {
-			PQclear(res);
-		}
+		pgsock_keep_result(&r->res, res);
 	}
 	uv_timer_stop(&r->timer);
 	PGresult *res = r->res;
@@ -586,7 +544,7 @@ static void collect_setup(struct repl *r)
 		session_failed(r, "no answer to a setup statement");
 		return;
 	}
-	if (is_error(res)) {
+	if (pgsock_result_is_error(res)) {
 		const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
 		char st[6];
 
@@ -658,6 +616,18 @@ static void send_sql(struct repl *r, const char *sql)
 	flush_and_watch(r);
 }
 
+/*
+ * Setup statements both modes send; each ends where the name goes: a
+ * literal in stream mode (the walsender takes simple queries only), $1 in
+ * poll mode.
+ */
+#define SQL_PUB_CHECK "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = "
+#define SQL_PUB_CREATE "CREATE PUBLICATION %s FOR ALL TABLES"    /* the quoted identifier */
+#define SQL_SLOT_CHECK							\
+	"SELECT plugin, slot_type, database = current_database(), "	\
+	"confirmed_flush_lsn FROM pg_catalog.pg_replication_slots "	\
+	"WHERE slot_name = "
+
 /* The stream mode's statement for @step, with the names as literals. */
 static void stream_step(struct repl *r, enum step step)
 {
@@ -674,17 +644,13 @@ static void stream_step(struct repl *r, enum step step)
 	}
 	switch (step) {
 	case STEP_PUB_CHECK:
-		snprintf(sql, sizeof(sql),
-			 "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = %s", lit);
+		snprintf(sql, sizeof(sql), SQL_PUB_CHECK "%s", lit);
 		break;
 	case STEP_PUB_CREATE:
-		snprintf(sql, sizeof(sql), "CREATE PUBLICATION %s FOR ALL TABLES", r->pub_ident);
+		snprintf(sql, sizeof(sql), SQL_PUB_CREATE, r->pub_ident);
 		break;
 	case STEP_SLOT_CHECK:
-		snprintf(sql, sizeof(sql),
-			 "SELECT plugin, slot_type, database = current_database(), "
-			 "confirmed_flush_lsn FROM pg_catalog.pg_replication_slots "
-			 "WHERE slot_name = %s", lit);
+		snprintf(sql, sizeof(sql), SQL_SLOT_CHECK "%s", lit);
 		break;
 	case STEP_SLOT_CREATE:
 		snprintf(sql, sizeof(sql),
@@ -779,17 +745,14 @@ static void poll_step(struct repl *r, enum step step)
 	r->phase = PH_SETUP;
 	switch (step) {
 	case STEP_PUB_CHECK:
-		poll_query(r, "SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1", 1, p1,
-			   on_setup_answer);
+		poll_query(r, SQL_PUB_CHECK "$1", 1, p1, on_setup_answer);
 		return;
 	case STEP_PUB_CREATE:
-		snprintf(sql, sizeof(sql), "CREATE PUBLICATION %s FOR ALL TABLES", r->pub_ident);
+		snprintf(sql, sizeof(sql), SQL_PUB_CREATE, r->pub_ident);
 		poll_query(r, sql, 0, NULL, on_setup_answer);
 		return;
 	case STEP_SLOT_CHECK:
-		poll_query(r, "SELECT plugin, slot_type, database = current_database(), "
-			   "confirmed_flush_lsn FROM pg_catalog.pg_replication_slots "
-			   "WHERE slot_name = $1", 1, p1, on_setup_answer);
+		poll_query(r, SQL_SLOT_CHECK "$1", 1, p1, on_setup_answer);
 		return;
 	case STEP_SLOT_CREATE:
 		poll_query(r, "SELECT pg_catalog.pg_create_logical_replication_slot($1, 'pgoutput')",
@@ -1159,21 +1122,21 @@ struct repl *repl_start(uv_loop_t *loop, const struct repl_config *cfg,
 	}
 	r->pub_ident[k++] = '"';
 	r->pub_ident[k] = '\0';
-	r->status_interval_ms = or_default(cfg->status_interval_ms, 10000);
-	r->connect_timeout_ms = or_default(cfg->connect_timeout_ms, 5000);
-	r->query_timeout_ms = or_default(cfg->query_timeout_ms, 30000);
-	r->poll_interval_ms = or_default(cfg->poll_interval_ms, 200);
-	r->poll_max_changes = or_default(cfg->poll_max_changes, 1000);
-	r->max_message = or_default(cfg->max_message_bytes, REPL_MAX_MESSAGE_DEFAULT);
-	r->busy_max_tries = or_default(cfg->busy_max_tries, 60);
+	r->status_interval_ms = pgsock_or_default(cfg->status_interval_ms, 10000);
+	r->connect_timeout_ms = pgsock_or_default(cfg->connect_timeout_ms, 5000);
+	r->query_timeout_ms = pgsock_or_default(cfg->query_timeout_ms, 30000);
+	r->poll_interval_ms = pgsock_or_default(cfg->poll_interval_ms, 200);
+	r->poll_max_changes = pgsock_or_default(cfg->poll_max_changes, 1000);
+	r->max_message = pgsock_or_default(cfg->max_message_bytes, REPL_MAX_MESSAGE_DEFAULT);
+	r->busy_max_tries = pgsock_or_default(cfg->busy_max_tries, 60);
 	r->rng = cfg->seed;
-	backoff_init(&r->bo, or_default(cfg->backoff_initial_ms, 200),
-		     or_default(cfg->backoff_max_ms, 5000));
-	backoff_init(&r->busy_bo, or_default(cfg->busy_backoff_initial_ms, 50),
-		     or_default(cfg->busy_backoff_max_ms, 1000));
+	backoff_init(&r->bo, pgsock_or_default(cfg->backoff_initial_ms, 200),
+		     pgsock_or_default(cfg->backoff_max_ms, 5000));
+	backoff_init(&r->busy_bo, pgsock_or_default(cfg->busy_backoff_initial_ms, 50),
+		     pgsock_or_default(cfg->busy_backoff_max_ms, 1000));
 
 	if (r->mode == REPL_STREAM) {
-		if (build_params(r, cfg, or_default(cfg->wal_sender_timeout_ms, 10000), err,
+		if (build_params(r, cfg, pgsock_or_default(cfg->wal_sender_timeout_ms, 10000), err,
 				 errlen) < 0) {
 			free_repl(r);
 			return NULL;
