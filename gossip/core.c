@@ -364,27 +364,19 @@ static struct gossip_bytes bytes_of(const char *s)
 	return (struct gossip_bytes){ .ptr = s, .len = (uint32_t)strlen(s) };
 }
 
-/* Names and addresses: 1..max bytes of printable ASCII without spaces, so
- * they can be logged, used as C strings and compared bytewise. */
-static bool token_valid(const char *s, size_t len, size_t max)
+/*
+ * Copies the decoded token @b into @out (@size bytes) as a C string.  No
+ * check: gossip_packet_decode() and gossip_state_decode() hand over only
+ * tokens that pass gossip_token_valid() against the field's bound, and
+ * @out is sized for that bound; @size only keeps a mistake from writing
+ * past @out.
+ */
+static void token_copy(char *out, size_t size, const struct gossip_bytes *b)
 {
-	if (len == 0 || len > max)
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-			return false;
-	}
-	return true;
-}
+	size_t n = b->len < size ? b->len : size - 1;
 
-/* Copies @b into @out (max + 1 bytes) when it is a valid token. */
-static bool token_copy(char *out, const struct gossip_bytes *b, size_t max)
-{
-	if (!b->ptr || !token_valid(b->ptr, b->len, max))
-		return false;
-	memcpy(out, b->ptr, b->len);
-	out[b->len] = '\0';
-	return true;
+	memcpy(out, b->ptr, n);
+	out[n] = '\0';
 }
 
 static bool bytes_eq(const struct gossip_bytes *b, const char *s)
@@ -1469,11 +1461,6 @@ static struct user_slot *user_slot(struct gossip_member *m, const char *key, boo
 	return u;
 }
 
-static bool user_key_valid(const struct gossip_bytes *key, char *out)
-{
-	return token_copy(out, key, GOSSIP_USER_KEY_MAX);
-}
-
 /*
  * User data from @origin's process @id (0: not known, an older sender that
  * does not say; then the process we know is assumed).  It is applied only
@@ -1490,11 +1477,11 @@ static void apply_user(struct gossip *g, const char *origin, uint64_t id,
 	struct gossip_member *m;
 	struct user_slot *u;
 
-	if (!user_key_valid(kb, key) || data->len > GOSSIP_USER_DATA_MAX ||
-	    (data->len && !data->ptr)) {
-		g->stats.malformed++;
-		return;
-	}
+	/* @kb and @data come from the decoder, which already refused a key
+	 * that fails gossip_token_valid(GOSSIP_USER_KEY_MAX) and data past
+	 * GOSSIP_USER_DATA_MAX (get_str, get_bin in proto.c; an empty bin
+	 * has ptr NULL, any other a real one). */
+	token_copy(key, sizeof(key), kb);
 	if (strcmp(origin, g->self->name) == 0) {
 		/* Another process's data under our name: an older one's is
 		 * answered with our alive (receivers then forget it), a newer
@@ -1718,11 +1705,9 @@ static void on_ping_req(struct gossip *g, const char *from, const char *from_add
 	char target[GOSSIP_NAME_MAX + 1], taddr[GOSSIP_ADDR_MAX + 1];
 	struct relay *r = NULL;
 
-	if (!token_copy(target, &msg->u.ping_req.target, GOSSIP_NAME_MAX) ||
-	    !token_copy(taddr, &msg->u.ping_req.target_addr, GOSSIP_ADDR_MAX)) {
-		g->stats.malformed++;
-		return;
-	}
+	/* Both valid tokens within their bounds: decode_msg() (proto.c). */
+	token_copy(target, sizeof(target), &msg->u.ping_req.target);
+	token_copy(taddr, sizeof(taddr), &msg->u.ping_req.target_addr);
 	if (strcmp(target, g->self->name) == 0) {
 		send_ack(g, GOSSIP_MSG_ACK, msg->u.ping_req.seq, from_addr, from);
 		return;
@@ -1784,6 +1769,10 @@ static void on_msg(struct gossip *g, const char *from, const char *from_addr,
 {
 	char name[GOSSIP_NAME_MAX + 1], aux[GOSSIP_ADDR_MAX + 1];
 
+	/* Every string in @msg came through decode_msg() (proto.c), whose
+	 * get_str() refuses one that fails gossip_token_valid() against the
+	 * field's bound (GOSSIP_NAME_MAX for names, GOSSIP_ADDR_MAX for
+	 * addresses): the copies below cannot meet a malformed token. */
 	switch (msg->type) {
 	case GOSSIP_MSG_PING:
 		/* A ping meant for someone else reached us: a stale address
@@ -1805,11 +1794,8 @@ static void on_msg(struct gossip *g, const char *from, const char *from_addr,
 		return;
 	case GOSSIP_MSG_SUSPECT:
 	case GOSSIP_MSG_DEAD:
-		if (!token_copy(name, &msg->u.suspect.node, GOSSIP_NAME_MAX) ||
-		    !token_copy(aux, &msg->u.suspect.from, GOSSIP_NAME_MAX)) {
-			g->stats.malformed++;
-			return;
-		}
+		token_copy(name, sizeof(name), &msg->u.suspect.node);
+		token_copy(aux, sizeof(aux), &msg->u.suspect.from);
 		if (msg->type == GOSSIP_MSG_SUSPECT)
 			apply_suspect(g, name, msg->u.suspect.incarnation, msg->u.suspect.id,
 				      aux, true, now);
@@ -1817,26 +1803,17 @@ static void on_msg(struct gossip *g, const char *from, const char *from_addr,
 			apply_dead(g, name, msg->u.dead.incarnation, msg->u.dead.id, aux, now);
 		return;
 	case GOSSIP_MSG_ALIVE:
-		if (!token_copy(name, &msg->u.alive.node, GOSSIP_NAME_MAX) ||
-		    !token_copy(aux, &msg->u.alive.addr, GOSSIP_ADDR_MAX)) {
-			g->stats.malformed++;
-			return;
-		}
+		token_copy(name, sizeof(name), &msg->u.alive.node);
+		token_copy(aux, sizeof(aux), &msg->u.alive.addr);
 		apply_alive(g, name, msg->u.alive.incarnation, msg->u.alive.id, aux,
 			    &msg->u.alive.tags, now);
 		return;
 	case GOSSIP_MSG_LEAVE:
-		if (!token_copy(name, &msg->u.leave.node, GOSSIP_NAME_MAX)) {
-			g->stats.malformed++;
-			return;
-		}
+		token_copy(name, sizeof(name), &msg->u.leave.node);
 		apply_leave(g, name, msg->u.leave.incarnation, msg->u.leave.id, now);
 		return;
 	case GOSSIP_MSG_USER:
-		if (!token_copy(name, &msg->u.user.origin, GOSSIP_NAME_MAX)) {
-			g->stats.malformed++;
-			return;
-		}
+		token_copy(name, sizeof(name), &msg->u.user.origin);
 		apply_user(g, name, msg->u.user.id, &msg->u.user.key, msg->u.user.version,
 			   &msg->u.user.data);
 		return;
@@ -2030,26 +2007,15 @@ struct merge_ctx {
 	uint64_t now;
 };
 
-static int record_check(void *ctx, const struct gossip_member_record *r)
-{
-	char name[GOSSIP_NAME_MAX + 1], addr[GOSSIP_ADDR_MAX + 1];
-
-	(void)ctx;
-	if (!token_copy(name, &r->node, GOSSIP_NAME_MAX) ||
-	    !token_copy(addr, &r->addr, GOSSIP_ADDR_MAX))
-		return -EBADMSG;
-	return 0;
-}
-
 static int record_merge(void *ctx, const struct gossip_member_record *r)
 {
 	struct merge_ctx *mc = ctx;
 	struct gossip *g = mc->g;
 	char name[GOSSIP_NAME_MAX + 1], addr[GOSSIP_ADDR_MAX + 1];
 
-	if (!token_copy(name, &r->node, GOSSIP_NAME_MAX) ||
-	    !token_copy(addr, &r->addr, GOSSIP_ADDR_MAX))
-		return -EBADMSG;
+	/* Valid tokens within their bounds: decode_record() (proto.c). */
+	token_copy(name, sizeof(name), &r->node);
+	token_copy(addr, sizeof(addr), &r->addr);
 	if (strcmp(name, g->self->name) == 0) {
 		if (self_identity(g, r->id))
 			return 0;
@@ -2102,8 +2068,9 @@ static int record_merge(void *ctx, const struct gossip_member_record *r)
 	return 0;
 }
 
-/* Validates the whole exchange first, then merges: a malformed stream
- * leaves no half-applied state behind. */
+/* Merges a push-pull exchange.  gossip_state_decode() validates every
+ * record before the first callback, so a malformed stream leaves no
+ * half-applied state behind. */
 static int state_merge(struct gossip *g, const char *peer, const uint8_t *buf, size_t len,
 		       uint64_t now)
 {
@@ -2111,13 +2078,12 @@ static int state_merge(struct gossip *g, const char *peer, const uint8_t *buf, s
 	 * not know its name (a join seed), by ourselves. */
 	struct merge_ctx mc = { .g = g, .peer = peer[0] ? peer : g->self->name, .now = now };
 	bool join;
-	int rc = gossip_state_decode(buf, len, &join, record_check, NULL, NULL, 0);
+	int rc = gossip_state_decode(buf, len, &join, record_merge, &mc, NULL, 0);
 
 	if (rc != 0) {
 		g->stats.malformed++;
 		return -EBADMSG;
 	}
-	gossip_state_decode(buf, len, &join, record_merge, &mc, NULL, 0);
 	g->nfix = 0;  /* the exchange answers itself: no corrections owed */
 	return 0;
 }
@@ -2415,8 +2381,10 @@ struct gossip *gossip_new(const struct gossip_config *cfg, const struct gossip_e
 	uint64_t seed;
 
 	if (!cfg || !env || !env->send_packet || !env->stream_request ||
-	    !token_valid(cfg->name, strnlen(cfg->name, sizeof(cfg->name)), GOSSIP_NAME_MAX) ||
-	    !token_valid(cfg->addr, strnlen(cfg->addr, sizeof(cfg->addr)), GOSSIP_ADDR_MAX) ||
+	    !gossip_token_valid(cfg->name, strnlen(cfg->name, sizeof(cfg->name)),
+				GOSSIP_NAME_MAX) ||
+	    !gossip_token_valid(cfg->addr, strnlen(cfg->addr, sizeof(cfg->addr)),
+				GOSSIP_ADDR_MAX) ||
 	    cfg->probe_interval == 0 || cfg->probe_timeout == 0 || cfg->gossip_interval == 0 ||
 	    cfg->pushpull_interval == 0 || cfg->reconnect_interval == 0 ||
 	    cfg->members_max == 0 || cfg->broadcast_queue_max == 0 || cfg->stream_max == 0)
@@ -2588,7 +2556,7 @@ uint64_t gossip_join(struct gossip *g, const char *addr, uint64_t now)
 {
 	uint64_t id;
 
-	if (!addr || g->leaving || !token_valid(addr, strlen(addr), GOSSIP_ADDR_MAX))
+	if (!addr || g->leaving || !gossip_token_valid(addr, strlen(addr), GOSSIP_ADDR_MAX))
 		return 0;
 	id = stream_start(g, addr, "", true, now);
 	deadline_update(g);
@@ -2643,7 +2611,7 @@ int gossip_set_user(struct gossip *g, const char *key, const void *data, size_t 
 	struct user_slot *u;
 
 	(void)now;
-	if (!key || !token_valid(key, strlen(key), GOSSIP_USER_KEY_MAX) || (len && !data))
+	if (!key || !gossip_token_valid(key, strlen(key), GOSSIP_USER_KEY_MAX) || (len && !data))
 		return -EINVAL;
 	if (len > GOSSIP_USER_DATA_MAX)
 		return -EMSGSIZE;

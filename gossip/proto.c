@@ -98,20 +98,19 @@ static bool bytes_ok(struct gossip_bytes b, size_t min, size_t max)
 	return b.len >= min && b.len <= max && (b.len == 0 || b.ptr != NULL);
 }
 
-/* Names, addresses and keys are printable ASCII without spaces: they end
- * up as C strings, log lines and JSON, so a NUL or a newline inside one
- * must never get past the wire. */
-static bool printable(const char *p, size_t len)
+bool gossip_token_valid(const char *s, size_t len, size_t max)
 {
+	if (len == 0 || len > max)
+		return false;
 	for (size_t i = 0; i < len; i++)
-		if (p[i] < 0x21 || p[i] > 0x7e)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
 			return false;
 	return true;
 }
 
 static bool str_ok(struct gossip_bytes b, size_t max)
 {
-	return bytes_ok(b, 1, max) && printable(b.ptr, b.len);
+	return b.ptr != NULL && gossip_token_valid(b.ptr, b.len, max);
 }
 
 /*
@@ -630,7 +629,8 @@ static int get_str(struct dec *d, const struct fields *f, char key, uint32_t max
 		return dec_fail(d, "%s.%c is empty", f->what, key);
 	if (o->via.str.size > max)
 		return dec_fail(d, "%s.%c longer than %u bytes", f->what, key, max);
-	if (!printable(o->via.str.ptr, o->via.str.size))
+	/* Length checked above: only the character set can fail here. */
+	if (!gossip_token_valid(o->via.str.ptr, o->via.str.size, max))
 		return dec_fail(d, "%s.%c should be printable ASCII", f->what, key);
 	out->ptr = o->via.str.ptr;
 	out->len = o->via.str.size;

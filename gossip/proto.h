@@ -86,6 +86,15 @@
 #define GOSSIP_USER_KEYS 4       /* user-data keys per member */
 #define GOSSIP_STATE_MEMBERS_MAX 8192 /* member records in one push-pull */
 
+/*
+ * True when @len bytes at @s are a wire token: 1 to @max bytes of printable
+ * ASCII without spaces (0x21-0x7e).  The rule for every name, address and
+ * user key; they end up as C strings, log lines and JSON, so a NUL or a
+ * newline inside one must never get past the wire.  The decoder enforces
+ * it, and the core checks what it is configured with against it.
+ */
+bool gossip_token_valid(const char *s, size_t len, size_t max);
+
 enum gossip_msg_type {
 	GOSSIP_MSG_PING = 1,
 	GOSSIP_MSG_ACK = 2,
@@ -242,10 +251,11 @@ int gossip_state_encode(struct gossip_buf *out, bool join,
 			const struct gossip_member_record *records, size_t count);
 
 /*
- * Decodes a push-pull message.  For each record calls @cb(@ctx, record);
- * the record points into @buf and is valid during the call only.  A
- * non-zero return from @cb stops decoding and is returned.  *@join gets
- * the join flag.  Returns 0, -EBADMSG (reason in @err), or
+ * Decodes a push-pull message.  Every record is validated before any
+ * callback, so a malformed message delivers nothing; then for each record
+ * calls @cb(@ctx, record); the record points into @buf and is valid during
+ * the call only.  A non-zero return from @cb stops decoding and is
+ * returned.  *@join gets the join flag.  Returns 0, -EBADMSG (reason in @err), or
  * -EPROTONOSUPPORT.  Only a transient msgpack zone is allocated.
  */
 int gossip_state_decode(const uint8_t *buf, size_t len, bool *join,

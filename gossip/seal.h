@@ -129,7 +129,8 @@ long seal_seal(struct seal *s, const char *name, uint64_t now_ms,
 
 /*
  * Opens @in (@in_len bytes) at wall time @now_ms into @out (capacity
- * @out_cap; @in_len bytes always suffice).  @max_len: reject anything
+ * @out_cap; @in_len bytes always suffice).  @out may be @in: the transport
+ * opens frames in place.  @max_len: reject anything
  * longer as SEAL_ERR_TOO_LARGE.  On success returns SEAL_OK, stores the
  * plaintext length in *@out_len and the sender name, NUL-terminated, in
  * @sender (SEAL_NAME_MAX + 1 bytes), and records the nonce.  On failure

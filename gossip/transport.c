@@ -627,16 +627,13 @@ static void conn_frame_done(struct conn *c)
 
 	if (!c->stream)
 		uv_read_stop((uv_stream_t *)&c->tcp);
-	plain = malloc(len);
-	if (plain == NULL) {
-		conn_fail(c, "out of memory");
-		return;
-	}
-	err = seal_open(t->seal, clock_wall_ms(), c->body, len, t->frame_max, plain, len, &plen,
-			sender);
-	/* The body is consumed: a stream reads its next frame from scratch. */
-	free(c->body);
+	/* Opened in place (seal_open allows out == in): the body becomes the
+	 * plaintext, which this function now owns and frees.  The connection
+	 * reads its next frame from scratch. */
+	plain = c->body;
 	c->body = NULL;
+	err = seal_open(t->seal, clock_wall_ms(), plain, len, t->frame_max, plain, len, &plen,
+			sender);
 	c->body_len = c->body_got = 0;
 	c->hdr_got = 0;
 	if (err != SEAL_OK) {
