@@ -34,7 +34,9 @@
 #include <strings.h>
 
 #include "lib/addr.h"
+#include "lib/bytebuf.h"
 #include "lib/log.h"
+#include "lib/mpscan.h"
 #include "region/handlers.h"
 
 extern char **environ;
@@ -138,102 +140,36 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 /* Arguments: msgpack <-> JSON                                         */
 /* ------------------------------------------------------------------ */
 
-static uint64_t be_read(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
 /*
- * Walks the msgpack in @buf without building anything, so that msgpack-c's
- * unpacker is only ever given input whose declared container sizes are
- * backed by bytes: a 5-byte header claiming 2^32 elements would otherwise
- * make it try to allocate for them.  Every element takes at least one
- * byte, so "pending elements <= bytes left" bounds the objects by @len.
+ * Walks the msgpack in @buf without building anything (lib/mpscan.h), so
+ * that msgpack-c's unpacker is only ever given input whose declared
+ * container sizes are backed by bytes (a 5-byte header claiming 2^32
+ * elements would otherwise make it try to allocate for them) and whose
+ * nesting object_to_json() accepts.  0, or -EINVAL with @err set.
  */
 static int msgpack_prescan(const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-	size_t pos = 0, pending = 1;
+	static const struct mpscan_limits lim = { .depth_max = RPC_ARGS_DEPTH_MAX };
+	struct mpscan_fail f;
+	int r = mpscan_check(buf, len, &lim, &f);
 
-	while (pending > 0) {
-		uint8_t c;
-		size_t skip = 0, hdr = 0;
-		uint64_t items = 0;
-
-		if (pos >= len) {
-			set_err(err, errlen, "args are truncated");
-			return -EINVAL;
-		}
-		c = buf[pos++];
-		pending--;
-		if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-			skip = 0;
-		} else if (c >= 0x80 && c <= 0x8f) {
-			items = 2u * (c & 0x0f);
-		} else if (c >= 0x90 && c <= 0x9f) {
-			items = c & 0x0f;
-		} else if (c >= 0xa0 && c <= 0xbf) {
-			skip = c & 0x1f;
-		} else {
-			switch (c) {
-			case 0xc4: case 0xd9: hdr = 1; break;        /* bin8, str8 */
-			case 0xc5: case 0xda: hdr = 2; break;
-			case 0xc6: case 0xdb: hdr = 4; break;
-			case 0xc7: hdr = 1; skip = 1; break;         /* ext: + type */
-			case 0xc8: hdr = 2; skip = 1; break;
-			case 0xc9: hdr = 4; skip = 1; break;
-			case 0xca: skip = 4; break;
-			case 0xcb: skip = 8; break;
-			case 0xcc: case 0xd0: skip = 1; break;
-			case 0xcd: case 0xd1: skip = 2; break;
-			case 0xce: case 0xd2: skip = 4; break;
-			case 0xcf: case 0xd3: skip = 8; break;
-			case 0xd4: skip = 2; break;                  /* fixext + type */
-			case 0xd5: skip = 3; break;
-			case 0xd6: skip = 5; break;
-			case 0xd7: skip = 9; break;
-			case 0xd8: skip = 17; break;
-			case 0xdc: case 0xde: hdr = 2; break;
-			case 0xdd: case 0xdf: hdr = 4; break;
-			default:
-				set_err(err, errlen, "args hold the invalid msgpack byte 0x%02x",
-					c);
-				return -EINVAL;
-			}
-			if (hdr) {
-				uint64_t n;
-
-				if (len - pos < hdr) {
-					set_err(err, errlen, "args are truncated");
-					return -EINVAL;
-				}
-				n = be_read(buf + pos, hdr);
-				pos += hdr;
-				if (c >= 0xdc)
-					items = c >= 0xde ? 2 * n : n;
-				else
-					skip += n;
-			}
-		}
-		if (skip > len - pos) {
-			set_err(err, errlen, "args are truncated");
-			return -EINVAL;
-		}
-		pos += skip;
-		if (items > len - pos || pending + items > len - pos) {
-			set_err(err, errlen, "args are truncated");
-			return -EINVAL;
-		}
-		pending += items;
+	if (r == 0)
+		return 0;
+	switch (f.why) {
+	case MPSCAN_BAD_BYTE:
+		set_err(err, errlen, "args hold the invalid msgpack byte 0x%02x", f.byte);
+		break;
+	case MPSCAN_TOO_DEEP:
+		set_err(err, errlen, "args are nested deeper than %d", RPC_ARGS_DEPTH_MAX);
+		break;
+	case MPSCAN_TRAILING:
+		set_err(err, errlen, "args have %zu trailing bytes", f.trailing);
+		break;
+	default:
+		set_err(err, errlen, "args are truncated");
+		break;
 	}
-	if (pos != len) {
-		set_err(err, errlen, "args have %zu trailing bytes", len - pos);
-		return -EINVAL;
-	}
-	return 0;
+	return -EINVAL;
 }
 
 static json_t *object_to_json(const msgpack_object *o, int depth, char *err, size_t errlen)
@@ -816,28 +752,15 @@ static void job_close(struct job *j, uv_handle_t *hd, bool *is_open)
 
 static void job_settle(struct job *j);
 
-/* Appends to @b, bounded by @max; false when that would pass it. */
+/* Appends to @b, bounded by @max; false when that would pass it (or on
+ * allocation failure), @b unchanged. */
 static bool obuf_append(struct obuf *b, const char *p, size_t n, size_t max)
 {
-	if (n > max - b->len)
-		return false;
-	if (b->len + n > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *d;
+	uint8_t *d = (uint8_t *)b->data;
+	int rc = bytebuf_append(&d, &b->len, &b->cap, p, n, max);
 
-		while (cap < b->len + n)
-			cap *= 2;
-		if (cap > max)
-			cap = max;
-		d = realloc(b->data, cap);
-		if (!d)
-			return false;
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	return true;
+	b->data = (char *)d;
+	return rc == 0;
 }
 
 static void scratch_alloc(uv_handle_t *hd, size_t suggested, uv_buf_t *buf)

@@ -18,6 +18,7 @@
 #include "region/region.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,23 +91,39 @@ static void *grow(void *arr, size_t *cap, size_t want, size_t elem)
 	return p;
 }
 
-/* Index of @name in the remembered regions, or -(insertion point) - 1. */
-static long region_search(const struct region_table *t, const char *name)
+/*
+ * Lower bound in a sorted array of @n items of @size bytes at @base, each
+ * with a NUL-terminated name @off bytes in: the index of the first item
+ * whose name is not below @name (@n when there is none).  *@found tells
+ * whether that item's name is @name.  The regions, the votes and the
+ * members are all kept sorted by name and all searched this way.
+ */
+static size_t name_lower_bound(const void *base, size_t n, size_t size, size_t off,
+			       const char *name, bool *found)
 {
-	size_t lo = 0, hi = t->nregions;
+	const char *p = base;
+	size_t lo = 0, hi = n;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(t->regions[mid].name, name);
 
-		if (c == 0)
-			return (long)mid;
-		if (c < 0)
+		if (strcmp(p + mid * size + off, name) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	return -(long)lo - 1;
+	*found = lo < n && strcmp(p + lo * size + off, name) == 0;
+	return lo;
+}
+
+/* Index of @name in the remembered regions, or -(insertion point) - 1. */
+static long region_search(const struct region_table *t, const char *name)
+{
+	bool found;
+	size_t at = name_lower_bound(t->regions, t->nregions, sizeof(t->regions[0]),
+				     offsetof(struct region_info, name), name, &found);
+
+	return found ? (long)at : -(long)at - 1;
 }
 
 /* The remembered region @name, added if new (NULL past REGION_MAX). */
@@ -134,20 +151,14 @@ static struct region_info *region_remember(struct region_table *t, const char *n
  * seen is the example. */
 static void vote_add(struct region_table *t, const struct region_member *m)
 {
-	size_t lo = 0, hi = t->nvotes;
+	bool found;
+	size_t lo = name_lower_bound(t->votes, t->nvotes, sizeof(t->votes[0]),
+				     offsetof(struct region_primary_vote, primary), m->primary,
+				     &found);
 
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(t->votes[mid].primary, m->primary);
-
-		if (c == 0) {
-			t->votes[mid].count++;
-			return;
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
+	if (found) {
+		t->votes[lo].count++;
+		return;
 	}
 	/* cap_votes >= members, so there is always room */
 	memmove(&t->votes[lo + 1], &t->votes[lo], (t->nvotes - lo) * sizeof(t->votes[0]));
@@ -278,22 +289,14 @@ const struct region_member *region_member_at(const struct region_table *t, size_
 
 const struct region_member *region_member_find(const struct region_table *t, const char *name)
 {
-	size_t lo = 0, hi = t->nmembers;
+	bool found;
+	size_t at;
 
 	if (!name)
 		return NULL;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(t->members[mid].name, name);
-
-		if (c == 0)
-			return &t->members[mid];
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return NULL;
+	at = name_lower_bound(t->members, t->nmembers, sizeof(t->members[0]),
+			      offsetof(struct region_member, name), name, &found);
+	return found ? &t->members[at] : NULL;
 }
 
 const struct region_member *region_self(const struct region_table *t)
@@ -433,6 +436,15 @@ static bool local_ok(const struct region_table *t, const char *const *exclude, s
 	return s && available(s) && !excluded(s->name, exclude, nexclude);
 }
 
+/* A member pick() may choose: available, in @region, not ourselves and not
+ * excluded (the caller has tried it). */
+static bool candidate(const struct region_member *m, const char *region,
+		      const char *const *exclude, size_t nexclude)
+{
+	return available(m) && strcmp(m->region, region) == 0 && !m->self &&
+	       !excluded(m->name, exclude, nexclude);
+}
+
 /*
  * Picks among the available, non-excluded members of @region other than
  * ourselves: the lowest known RTT, any known beating unknown, ties and
@@ -449,10 +461,9 @@ static const struct region_member *pick(const struct region_table *t, const char
 		const struct region_member *m = &t->members[i];
 		uint32_t rtt;
 
-		if (!available(m) || strcmp(m->region, region) != 0)
-			continue;
-		n++;
-		if (m->self || excluded(m->name, exclude, nexclude))
+		if (available(m) && strcmp(m->region, region) == 0)
+			n++;
+		if (!candidate(m, region, exclude, nexclude))
 			continue;
 		/* unknown (0) ranks after every measurement */
 		rtt = m->rtt_us ? m->rtt_us : UINT32_MAX;
@@ -470,8 +481,7 @@ static const struct region_member *pick(const struct region_table *t, const char
 		const struct region_member *m = &t->members[i];
 		uint32_t rtt = m->rtt_us ? m->rtt_us : UINT32_MAX;
 
-		if (!available(m) || strcmp(m->region, region) != 0 || m->self ||
-		    excluded(m->name, exclude, nexclude) || rtt != best)
+		if (!candidate(m, region, exclude, nexclude) || rtt != best)
 			continue;
 		if (k-- == 0)
 			return m;

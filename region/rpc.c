@@ -52,6 +52,10 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "region/region.h"
+
+/* rpc_client_new() checks its region with region_name_valid(). */
+_Static_assert(REGION_NAME_MAX == RPC_REGION_MAX, "one bound for region names");
 
 #define SLOT_BITS 20
 #define SLOT_MASK ((1u << SLOT_BITS) - 1)
@@ -645,18 +649,6 @@ static void server_sweep(uv_timer_t *h)
 	}
 }
 
-static bool name_ok(const char *s, size_t max)
-{
-	size_t n = s ? strlen(s) : 0;
-
-	if (n == 0 || n > max)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if (s[i] < 0x21 || s[i] > 0x7e)
-			return false;
-	return true;
-}
-
 int rpc_server_new(uv_loop_t *loop, struct transport *t, const struct rpc_server_config *cfg,
 		   const struct rpc_serve_ops *ops, struct rpc_metrics *m,
 		   struct rpc_server **out)
@@ -667,7 +659,8 @@ int rpc_server_new(uv_loop_t *loop, struct transport *t, const struct rpc_server
 	int rc;
 
 	*out = NULL;
-	if (!name_ok(cfg->node, RPC_NODE_MAX) || !name_ok(version, RPC_NODE_VERSION_MAX) ||
+	if (!rpc_node_valid(cfg->node, RPC_NODE_MAX) ||
+	    !rpc_node_valid(version, RPC_NODE_VERSION_MAX) ||
 	    ops == NULL || ops->start == NULL || ops->cancel == NULL)
 		return -EINVAL;
 	s = calloc(1, sizeof(*s));
@@ -1154,7 +1147,7 @@ int rpc_client_call(struct rpc_client *c, const char *peer_name, const char *pee
 	if (c->closing)
 		return -ESHUTDOWN;
 	if (method == NULL || !rpc_method_valid(method, strlen(method)) ||
-	    !name_ok(peer_name, RPC_NODE_MAX) || peer_addr == NULL ||
+	    !rpc_node_valid(peer_name, RPC_NODE_MAX) || peer_addr == NULL ||
 	    strlen(peer_addr) > GOSSIP_ADDR_MAX || deadline_ms == 0 ||
 	    deadline_ms > RPC_DEADLINE_MAX_MS || cb == NULL || (args == NULL && args_len))
 		return -EINVAL;
@@ -1234,13 +1227,9 @@ int rpc_client_new(uv_loop_t *loop, struct transport *t, const struct rpc_client
 	uint32_t sweep;
 
 	*out = NULL;
-	if (!name_ok(cfg->node, RPC_NODE_MAX) || cfg->region == NULL ||
-	    strlen(cfg->region) == 0 || strlen(cfg->region) > RPC_REGION_MAX ||
+	if (!rpc_node_valid(cfg->node, RPC_NODE_MAX) || !region_name_valid(cfg->region) ||
 	    cfg->max_inflight > SLOT_MASK - 1)
 		return -EINVAL;
-	for (const char *r = cfg->region; *r; r++)
-		if (!((*r >= 'a' && *r <= 'z') || (*r >= '0' && *r <= '9') || *r == '-'))
-			return -EINVAL;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return -ENOMEM;

@@ -282,6 +282,13 @@ bool rpc_method_valid(const char *s, size_t len)
 	       str_ok((struct rpc_bytes){ s, (uint32_t)len }, &rule_method);
 }
 
+bool rpc_node_valid(const char *s, size_t max)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	return n >= 1 && n <= max && chars_ok(s, n, printable_char);
+}
+
 static bool deadline_ok(uint64_t ms)
 {
 	return ms >= 1 && ms <= RPC_DEADLINE_MAX_MS;

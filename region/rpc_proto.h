@@ -231,6 +231,11 @@ const char *rpc_type_name(enum rpc_type t);
  * bytes of [a-z0-9_.-]. */
 bool rpc_method_valid(const char *s, size_t len);
 
+/* True when @s (NUL-terminated; NULL is not valid) is 1..@max bytes of
+ * printable ASCII without spaces (0x21-0x7e), the rule for node names
+ * (@max RPC_NODE_MAX) and node versions (RPC_NODE_VERSION_MAX). */
+bool rpc_node_valid(const char *s, size_t max);
+
 /*
  * Copies @len bytes at @src (any bytes: a handler's stderr, say) into @dst
  * as a valid error message: invalid UTF-8 and control bytes other than tab
