@@ -43,23 +43,23 @@ static uv_timer_t pulse;
 
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	return pg_run_until(&loop, done, ctx, ms);
+	return test_run_until(&loop, done, ctx, ms);
 }
 
 /* Runs the loop for @ms whatever happens. */
 static void run_for(uint64_t ms)
 {
-	pg_run_for(&loop, ms);
+	test_run_for(&loop, ms);
 }
 
 static void setup(void)
 {
-	pg_loop_open(&loop, &pulse);
+	test_loop_open(&loop, &pulse);
 }
 
 static void teardown(void)
 {
-	pg_loop_close(&loop, &pulse, DEADLINE_MS);
+	test_loop_close(&loop, &pulse, DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ */
@@ -585,7 +585,7 @@ START_TEST(test_unreachable_and_mute)
 
 	/* Refused: a port bound then closed. */
 	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d user=postgres",
-		 pg_closed_port());
+		 test_closed_port());
 	node_open(&a, conninfo, "x", "a", 1, LEASE_MS, 1000);
 	r = req(&a, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert_int_lt(r->status, 0);

@@ -55,25 +55,25 @@ static int order_seq;
 
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	return pg_run_until(&loop, done, ctx, ms);
+	return test_run_until(&loop, done, ctx, ms);
 }
 
 /* Runs the loop for @ms whatever happens. */
 static void run_for(uint64_t ms)
 {
-	pg_run_for(&loop, ms);
+	test_run_for(&loop, ms);
 }
 
 static void setup(void)
 {
 	seed = pg_test_seed(DEFAULT_SEED);
 	order_seq = 0;
-	pg_loop_open(&loop, &pulse);
+	test_loop_open(&loop, &pulse);
 }
 
 static void teardown(void)
 {
-	pg_loop_close(&loop, &pulse, DEADLINE_MS);
+	test_loop_close(&loop, &pulse, DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ */
@@ -424,7 +424,7 @@ START_TEST(test_refused_and_backoff)
 	struct got g;
 	uint64_t t0;
 
-	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", pg_closed_port());
+	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", test_closed_port());
 	cfg.conninfo = url;
 	c = open_conn(&cfg);
 	t0 = uv_now(&loop);

@@ -45,18 +45,18 @@ static uint64_t seed;
 
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	return pg_run_until(&loop, done, ctx, ms);
+	return test_run_until(&loop, done, ctx, ms);
 }
 
 static void setup(void)
 {
 	seed = pg_test_seed(DEFAULT_SEED);
-	pg_loop_open(&loop, &pulse);
+	test_loop_open(&loop, &pulse);
 }
 
 static void teardown(void)
 {
-	pg_loop_close(&loop, &pulse, DEADLINE_MS);
+	test_loop_close(&loop, &pulse, DEADLINE_MS);
 }
 
 /* ------------------------------------------------------------------ */
@@ -454,7 +454,7 @@ START_TEST(test_refused)
 	struct got g;
 	uint64_t t0;
 
-	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", pg_closed_port());
+	snprintf(url, sizeof(url), "postgresql://postgres@127.0.0.1:%d/postgres", test_closed_port());
 	cfg.conninfo = url;
 	p = open_pool(&cfg);
 	t0 = uv_now(&loop);
@@ -483,10 +483,10 @@ START_TEST(test_close)
 	for (int i = 0; i < 6; i++)
 		ck_assert_int_eq(pgpool_query(p, "SELECT pg_sleep(0.2)", 0, NULL, 0, on_answer,
 					      &g[i]), 0);
-	pg_run_for(&loop, 50);
+	test_run_for(&loop, 50);
 	pgpool_close(p);
 	pgpool_close(NULL);
-	pg_run_for(&loop, 400);
+	test_run_for(&loop, 400);
 	for (int i = 0; i < 6; i++)
 		ck_assert_int_eq(g[i].calls, 0);
 
@@ -499,7 +499,7 @@ START_TEST(test_close)
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(pgpool_query(q, "SELECT 1", 0, NULL, 0, on_answer, &g[i]), 0);
 	ck_assert(run_until(got_done, &g[0], DEADLINE_MS));
-	pg_run_for(&loop, 200);
+	test_run_for(&loop, 200);
 	ck_assert_int_eq(g[0].calls, 1);
 	for (int i = 1; i < 4; i++)
 		ck_assert_msg(g[i].calls == 0, "query %d answered after close", i);

@@ -57,13 +57,13 @@ static const char *url;
 
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	return pg_run_until(&loop, done, ctx, ms);
+	return test_run_until(&loop, done, ctx, ms);
 }
 
 /* Runs the loop for @ms whatever happens. */
 static void run_for(uint64_t ms)
 {
-	pg_run_for(&loop, ms);
+	test_run_for(&loop, ms);
 }
 
 /* ------------------------------------------------------------------ */
@@ -374,7 +374,7 @@ static void setup(void)
 
 	seed = pg_test_seed(DEFAULT_SEED);
 	url = pg_test_url();
-	pg_loop_open(&loop, &pulse);
+	test_loop_open(&loop, &pulse);
 	cfg.conninfo = url;
 	cfg.application_name = "meridian-test-admin";
 	cfg.seed = seed;
@@ -385,7 +385,7 @@ static void setup(void)
 static void teardown(void)
 {
 	pgconn_close(admin);
-	pg_loop_close(&loop, &pulse, 10000);
+	test_loop_close(&loop, &pulse, 10000);
 }
 
 /* ------------------------------------------------------------------ */
@@ -590,7 +590,7 @@ static void child_consumer(const char *slot, int wfd)
 	if (uv_loop_init(&l) != 0)
 		_exit(2);
 	uv_timer_init(&l, &t);
-	uv_timer_start(&t, pg_pulse_fired, PG_PULSE_MS, PG_PULSE_MS);
+	uv_timer_start(&t, test_pulse_fired, TEST_PULSE_MS, TEST_PULSE_MS);
 	c.r = repl_start(&l, &cfg, &cb, NULL, 0);
 	if (!c.r)
 		_exit(3);

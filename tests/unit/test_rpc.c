@@ -37,9 +37,9 @@
 #include "region/rpc.h"
 #include "region/rpc_proto.h"
 #include "region/rpc_serve.h"
+#include "tests/unit/uv_testutil.h"
 
 #define DEADLINE_MS 5000
-#define PULSE_MS 10
 #define SLOW_MS 50
 #define SEED 20261122ULL
 #define SECRET "test-rpc secret"
@@ -90,21 +90,9 @@ static struct rpc_metrics *metrics;
 /* The loop, bounded                                                   */
 /* ------------------------------------------------------------------ */
 
-static void pulse_fired(uv_timer_t *h)
-{
-	(void)h;
-}
-
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	uint64_t deadline = uv_hrtime() + ms * 1000000ULL;
-
-	while (!done(ctx)) {
-		if (uv_hrtime() > deadline)
-			return false;
-		uv_run(&loop, UV_RUN_ONCE);
-	}
-	return true;
+	return test_run_until(&loop, done, ctx, ms);
 }
 
 static bool is_done(void *ctx)
@@ -243,9 +231,7 @@ static void setup(uint32_t server_max_inflight)
 
 	printf("seed %llu\n", (unsigned long long)SEED);
 	memset(&fake, 0, sizeof(fake));
-	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	uv_timer_init(&loop, &pulse);
-	uv_timer_start(&pulse, pulse_fired, PULSE_MS, PULSE_MS);
+	test_loop_open(&loop, &pulse);
 	node_start(&a, "a");
 	node_start(&b, "b");
 	metrics = rpc_metrics_new();
@@ -256,20 +242,13 @@ static void setup(uint32_t server_max_inflight)
 
 static void teardown(void)
 {
-	uint64_t deadline;
-
 	rpc_client_close(client);
 	rpc_server_close(server);
 	if (a.tr)
 		transport_close(a.tr);
 	if (b.tr)
 		transport_close(b.tr);
-	uv_close((uv_handle_t *)&pulse, NULL);
-	deadline = uv_hrtime() + DEADLINE_MS * 1000000ULL;
-	while (uv_loop_alive(&loop) && uv_hrtime() < deadline)
-		uv_run(&loop, UV_RUN_NOWAIT);
-	ck_assert_msg(!uv_loop_alive(&loop), "handles still open after closing everything");
-	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	test_loop_close(&loop, &pulse, DEADLINE_MS);
 	gossip_delete(a.g);
 	gossip_delete(b.g);
 	seal_delete(a.seal);
@@ -515,21 +494,12 @@ END_TEST
 
 START_TEST(test_connect_refused)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
 	char addr[64];
 	struct outcome o;
-	int fd;
 
 	setup(0);
 	/* A port that was just free: bound, never listened on, closed. */
-	fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(fd, 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", ntohs(sa.sin_port));
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", test_closed_port());
 
 	memset(&o, 0, sizeof(o));
 	ck_assert_int_eq(rpc_client_call(client, "c", addr, "echo", NULL, 0, 2000, on_result, &o),

@@ -29,9 +29,9 @@
 #include "gossip/transport.h"
 #include "lib/clock.h"
 #include "lib/log.h"
+#include "tests/unit/uv_testutil.h"
 
 #define DEADLINE_MS 5000
-#define PULSE_MS 10
 #define SEED 20261121ULL
 #define SECRET "test-transport secret"
 
@@ -69,41 +69,21 @@ struct client {
 /* The loop, bounded                                                   */
 /* ------------------------------------------------------------------ */
 
-static void pulse_fired(uv_timer_t *h)
-{
-	(void)h;   /* only there so that UV_RUN_ONCE returns */
-}
-
 static void loop_start(void)
 {
-	ck_assert_int_eq(uv_loop_init(&loop), 0);
-	uv_timer_init(&loop, &pulse);
-	uv_timer_start(&pulse, pulse_fired, PULSE_MS, PULSE_MS);
+	test_loop_open(&loop, &pulse);
 }
 
 /* Runs the loop until @done(@ctx) or @ms pass; returns whether it held. */
 static bool run_until(bool (*done)(void *ctx), void *ctx, uint64_t ms)
 {
-	uint64_t deadline = uv_hrtime() + ms * 1000000ULL;
-
-	while (!done(ctx)) {
-		if (uv_hrtime() > deadline)
-			return false;
-		uv_run(&loop, UV_RUN_ONCE);
-	}
-	return true;
-}
-
-static bool never(void *ctx)
-{
-	(void)ctx;
-	return false;
+	return test_run_until(&loop, done, ctx, ms);
 }
 
 /* Runs the loop for @ms whatever happens. */
 static void run_for(uint64_t ms)
 {
-	run_until(never, NULL, ms);
+	test_run_for(&loop, ms);
 }
 
 /* ------------------------------------------------------------------ */
@@ -178,19 +158,12 @@ static void client_closed(uv_handle_t *h)
 static void loop_finish(struct node *nodes, size_t nnodes, struct client *clients,
 			size_t nclients)
 {
-	uint64_t deadline;
-
 	for (size_t i = 0; i < nnodes; i++)
 		transport_close(nodes[i].tr);
 	for (size_t i = 0; i < nclients; i++)
 		if (clients[i].open && !uv_is_closing((uv_handle_t *)&clients[i].tcp))
 			uv_close((uv_handle_t *)&clients[i].tcp, client_closed);
-	uv_close((uv_handle_t *)&pulse, NULL);
-	deadline = uv_hrtime() + DEADLINE_MS * 1000000ULL;
-	while (uv_loop_alive(&loop) && uv_hrtime() < deadline)
-		uv_run(&loop, UV_RUN_NOWAIT);
-	ck_assert_msg(!uv_loop_alive(&loop), "handles still open after closing everything");
-	ck_assert_int_eq(uv_loop_close(&loop), 0);
+	test_loop_close(&loop, &pulse, DEADLINE_MS);
 	for (size_t i = 0; i < nnodes; i++) {
 		gossip_delete(nodes[i].g);
 		seal_delete(nodes[i].seal);
@@ -295,21 +268,6 @@ static void client_start(struct client *c, int port, const uint8_t *data, size_t
 	ck_assert_int_eq(uv_ip4_addr("127.0.0.1", port, &sa), 0);
 	ck_assert_int_eq(uv_tcp_connect(&c->connect_req, &c->tcp, (struct sockaddr *)&sa,
 					client_connected), 0);
-}
-
-/* A TCP port on 127.0.0.1 that nothing listens on (bound, then closed). */
-static int closed_port(void)
-{
-	struct sockaddr_in sa = { .sin_family = AF_INET };
-	socklen_t len = sizeof(sa);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-	ck_assert_int_ge(fd, 0);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
-	return ntohs(sa.sin_port);
 }
 
 /* ------------------------------------------------------------------ */
@@ -524,7 +482,7 @@ START_TEST(stream_to_closed_port_fails)
 
 	loop_start();
 	node_start(&n[0], "a", 64 * 1024, 2000);
-	snprintf(addr, sizeof(addr), "127.0.0.1:%d", closed_port());
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", test_closed_port());
 	id = gossip_join(n[0].g, addr, uv_now(&loop));
 	ck_assert_uint_ne(id, 0);
 	transport_kick(n[0].tr);
