@@ -17,43 +17,7 @@
 #include <string.h>
 
 #include "region/rpc_proto.h"
-
-static bool bytes_eq(struct rpc_bytes a, struct rpc_bytes b)
-{
-	return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
-}
-
-/* Equal in every field the wire carries for the frame's type. */
-static bool frame_eq(const struct rpc_frame *a, const struct rpc_frame *b)
-{
-	const struct rpc_request *qa = &a->u.req, *qb = &b->u.req;
-	const struct rpc_response *sa = &a->u.resp, *sb = &b->u.resp;
-
-	if (a->type != b->type || a->id != b->id || a->version != b->version ||
-	    a->have_id != b->have_id)
-		return false;
-	switch (a->type) {
-	case RPC_T_REQUEST:
-		return qa->id == qb->id && bytes_eq(qa->method, qb->method) &&
-		       bytes_eq(qa->args, qb->args) && qa->deadline_ms == qb->deadline_ms &&
-		       bytes_eq(qa->origin_node, qb->origin_node) &&
-		       bytes_eq(qa->origin_region, qb->origin_region);
-	case RPC_T_RESPONSE:
-		if (sa->id != sb->id || sa->ok != sb->ok || !bytes_eq(sa->node, sb->node) ||
-		    !bytes_eq(sa->node_version, sb->node_version))
-			return false;
-		if (sa->ok)
-			return bytes_eq(sa->result, sb->result);
-		return sa->error == sb->error && bytes_eq(sa->code, sb->code) &&
-		       bytes_eq(sa->message, sb->message) &&
-		       sa->retry_after_ms == sb->retry_after_ms;
-	case RPC_T_CANCEL:
-		return true;
-	case RPC_T_NONE:
-		break;
-	}
-	return false;
-}
+#include "tests/unit/rpc_testutil.h"
 
 static int encode(struct rpc_buf *b, const struct rpc_frame *f)
 {

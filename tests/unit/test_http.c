@@ -34,6 +34,7 @@
 #include "cmd/http_client.h"
 #include "cmd/http_server.h"
 #include "lib/clock.h"
+#include "tests/seed_testutil.h"
 
 #define HELD_MAX 8
 
@@ -766,8 +767,7 @@ START_TEST(test_truncated_and_random)
 {
 	static const char req[] = "POST /echo?a=1 HTTP/1.1\r\nHost: x\r\n"
 				  "Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
-	const char *env = getenv("TEST_SEED");
-	unsigned seed = env ? (unsigned)strtoul(env, NULL, 0) : (unsigned)time(NULL);
+	uint64_t rng;
 	struct http_reply r;
 	char junk[512];
 
@@ -779,19 +779,18 @@ START_TEST(test_truncated_and_random)
 		close(fd);
 	}
 	/* Random bytes, and a valid request with one byte changed. */
-	printf("test_truncated_and_random: seed %u (TEST_SEED=%u to repeat)\n", seed, seed);
-	srand(seed);
+	rng = test_seed("test_truncated_and_random", 20261122ULL);
 	for (int i = 0; i < 100; i++) {
 		int fd = raw_connect();
-		size_t len = 1 + (size_t)rand() % sizeof(junk);
+		size_t len = 1 + (size_t)splitmix64(&rng) % sizeof(junk);
 
 		if (i % 2) {
 			for (size_t j = 0; j < len; j++)
-				junk[j] = (char)rand();
+				junk[j] = (char)splitmix64(&rng);
 		} else {
 			len = sizeof(req) - 1;
 			memcpy(junk, req, len);
-			junk[(size_t)rand() % len] = (char)rand();
+			junk[(size_t)splitmix64(&rng) % len] = (char)splitmix64(&rng);
 		}
 		raw_send(fd, junk, len);
 		close(fd);

@@ -14,7 +14,7 @@
  * - versions below GOSSIP_PROTO_MIN refused.
  *
  * Packets that a correct encoder cannot produce are built by hand with
- * msgpack_pack_*.  The one random test prints its seed; set TEST_SEED to
+ * msgpack_pack_*.  The one random test prints its seed; set MERIDIAN_SEED to
  * replay it.
  */
 #include <check.h>
@@ -27,6 +27,8 @@
 #include <msgpack.h>
 
 #include "gossip/proto.h"
+#include "tests/seed_testutil.h"
+#include "tests/unit/msgpack_testutil.h"
 #include "tests/unit/proto_testutil.h"
 
 #define B(s) ((struct gossip_bytes){ (s), (uint32_t)strlen(s) })
@@ -107,17 +109,6 @@ static size_t encode_msgs(const struct gossip_msg *m, size_t n, uint8_t *out)
 	return len;
 }
 
-/* An exact-size heap copy: one byte too far and ASan reports it. */
-static uint8_t *exact_copy(const uint8_t *buf, size_t len)
-{
-	uint8_t *c = malloc(len ? len : 1);
-
-	ck_assert_ptr_nonnull(c);
-	if (len)
-		memcpy(c, buf, len);
-	return c;
-}
-
 /* Decodes @buf and expects -EBADMSG with an error that contains @want. */
 static void expect_bad(const uint8_t *buf, size_t len, const char *want)
 {
@@ -135,41 +126,6 @@ static void expect_bad(const uint8_t *buf, size_t len, const char *want)
 /* Hand-built packets                                                  */
 /* ------------------------------------------------------------------ */
 
-struct hb {
-	msgpack_sbuffer sb;
-	msgpack_packer pk;
-};
-
-static void hb_init(struct hb *h)
-{
-	msgpack_sbuffer_init(&h->sb);
-	msgpack_packer_init(&h->pk, &h->sb, msgpack_sbuffer_write);
-}
-
-static void hb_free(struct hb *h)
-{
-	msgpack_sbuffer_destroy(&h->sb);
-}
-
-static const uint8_t *hb_buf(const struct hb *h)
-{
-	return (const uint8_t *)h->sb.data;
-}
-
-static void hb_strn(struct hb *h, char c, size_t n)
-{
-	char buf[1024];
-
-	ck_assert_uint_le(n, sizeof(buf));
-	memset(buf, c, n);
-	ck_assert_int_eq(msgpack_pack_str_with_body(&h->pk, buf, n), 0);
-}
-
-static void hb_str(struct hb *h, const char *s)
-{
-	ck_assert_int_eq(msgpack_pack_str_with_body(&h->pk, s, strlen(s)), 0);
-}
-
 static void hb_key(struct hb *h, char k)
 {
 	ck_assert_int_eq(msgpack_pack_str_with_body(&h->pk, &k, 1), 0);
@@ -182,64 +138,6 @@ static void hb_packet_head(struct hb *h, uint64_t version, size_t nmsgs)
 	msgpack_pack_uint64(&h->pk, version);
 	hb_key(h, 'm');
 	msgpack_pack_array(&h->pk, nmsgs);
-}
-
-/* The kinds of value a mutation can put where a known key's value goes. */
-enum val {
-	V_UINT,     /* 42 */
-	V_STR,      /* "node" */
-	V_BIN,      /* bin "data" */
-	V_BOOL,     /* true */
-	V_TAGS,     /* {"region": "iad"} */
-	V_NIL,
-	V_NEG,      /* -1 */
-	V_FLOAT,    /* 1.5 */
-	V_ARRAY,    /* [1] */
-	V_MAPINT,   /* {"x": 1}: a map, but not of str to str */
-	V_COUNT
-};
-
-static void hb_value(struct hb *h, enum val v)
-{
-	switch (v) {
-	case V_UINT:
-		msgpack_pack_uint64(&h->pk, 42);
-		break;
-	case V_STR:
-		hb_str(h, "node");
-		break;
-	case V_BIN:
-		msgpack_pack_bin_with_body(&h->pk, "data", 4);
-		break;
-	case V_BOOL:
-		msgpack_pack_true(&h->pk);
-		break;
-	case V_TAGS:
-		msgpack_pack_map(&h->pk, 1);
-		hb_str(h, "region");
-		hb_str(h, "iad");
-		break;
-	case V_NIL:
-		msgpack_pack_nil(&h->pk);
-		break;
-	case V_NEG:
-		msgpack_pack_int64(&h->pk, -1);
-		break;
-	case V_FLOAT:
-		msgpack_pack_double(&h->pk, 1.5);
-		break;
-	case V_ARRAY:
-		msgpack_pack_array(&h->pk, 1);
-		msgpack_pack_uint64(&h->pk, 1);
-		break;
-	case V_MAPINT:
-		msgpack_pack_map(&h->pk, 1);
-		hb_str(h, "x");
-		msgpack_pack_uint64(&h->pk, 1);
-		break;
-	case V_COUNT:
-		break;
-	}
 }
 
 /* Each message type's keys ("t" aside) and the kind of each:
@@ -262,7 +160,7 @@ static const struct spec specs[] = {
 	{ GOSSIP_MSG_USER, "nkrbd", "ssubu" },
 };
 
-static enum val kind_val(char kind)
+static enum hb_val kind_val(char kind)
 {
 	switch (kind) {
 	case 'u':
@@ -295,7 +193,7 @@ enum mut_mode { M_NONE, M_WRONG, M_OMIT, M_LEN, M_DUP, M_NEWLINE };
 struct mut {
 	enum mut_mode mode;
 	char key;
-	enum val val;   /* M_WRONG */
+	enum hb_val val;   /* M_WRONG */
 	size_t len;     /* M_LEN: str/bin length */
 };
 
@@ -326,7 +224,7 @@ static void hb_msg(struct hb *h, const struct spec *sp, const struct mut *mu)
 			memset(buf, 'b', mu->len);
 			msgpack_pack_bin_with_body(&h->pk, buf, mu->len);
 		} else if (target && mu->mode == M_LEN) {
-			hb_strn(h, 'x', mu->len);
+			hb_fill(h, false, 'x', mu->len);
 		} else if (target && mu->mode == M_NEWLINE && kind == 's') {
 			msgpack_pack_str_with_body(&h->pk, "a\nb", 3);
 		} else {
@@ -801,17 +699,6 @@ END_TEST
 /* The encoder's limit                                                 */
 /* ------------------------------------------------------------------ */
 
-static uint64_t rng_state;
-
-static uint64_t rng_next(void)
-{
-	/* xorshift64*: deterministic, seeded, good enough to vary sizes. */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * 0x2545f4914f6cdd1dULL;
-}
-
 START_TEST(test_compound_limit)
 {
 	struct gossip_encoder *e;
@@ -820,12 +707,9 @@ START_TEST(test_compound_limit)
 	const uint8_t *buf;
 	uint8_t before[GOSSIP_PACKET_MAX];
 	size_t n = sample_msgs(m), len, before_len = 0, packets = 0;
-	const char *env = getenv("TEST_SEED");
-	uint64_t seed = env ? strtoull(env, NULL, 0) : 0x6d6572696469616eULL;
+	uint64_t rng = test_seed("test_compound_limit", 0x6d6572696469616eULL);
 	char err[128];
 
-	printf("test_compound_limit: seed 0x%" PRIx64 " (set TEST_SEED to replay)\n", seed);
-	rng_state = seed ? seed : 1;
 	for (size_t limit = 0; limit <= GOSSIP_PACKET_MAX + 100; limit += 1 + limit / 16) {
 		size_t count = 0;
 		int r = 0;
@@ -835,7 +719,7 @@ START_TEST(test_compound_limit)
 		ck_assert_int_eq(gossip_encoder_finish(e, &buf, &len), -ENODATA);
 		/* Bounded: the encoder refuses the 65th message at the latest. */
 		for (int tries = 0; tries <= GOSSIP_PACKET_MSGS_MAX; tries++) {
-			const struct gossip_msg *next = &m[rng_next() % n];
+			const struct gossip_msg *next = &m[splitmix64(&rng) % n];
 
 			if (count > 0) {
 				ck_assert_int_eq(gossip_encoder_finish(e, &buf, &len), 0);
@@ -1135,7 +1019,7 @@ START_TEST(test_wrong_types)
 				struct mut mu = { .mode = M_WRONG, .key = key, .val = v };
 				struct hb h;
 
-				if ((enum val)v == kind_val(kind))
+				if ((enum hb_val)v == kind_val(kind))
 					continue;
 				hb_one_msg_packet(&h, sp, &mu);
 				expect_bad(hb_buf(&h), h.sb.size, want);
@@ -1336,7 +1220,7 @@ static void tags_too_long(struct hb *h)
 	for (int i = 0; i < 4; i++) {
 		snprintf(key, sizeof(key), "k%d", i);
 		hb_str(h, key);
-		hb_strn(h, 'v', GOSSIP_TAG_VALUE_MAX);
+		hb_fill(h, false, 'v', GOSSIP_TAG_VALUE_MAX);
 	}
 }
 
