@@ -70,24 +70,10 @@ start() {
 for n in "${all[@]}"; do start "$n"; done
 agents_wait_until 30 agents_converged 5 "${all[@]}" || { echo "cluster did not form" >&2; exit 1; }
 
-# leader_now: LEADER and TERM_NOW, as a1..a3 agree (self-reported by it).
-leader_now() {
-	local n o
-	for n in a1 a2 a3; do
-		[ -n "${AGENT_PID[$n]:-}" ] || continue
-		o=$("$MERIDIAN" leader --api "${AGENT_API[$n]}" --json --timeout 1s 2>/dev/null) || continue
-		if [ "$(jq -r .self <<<"$o")" = true ]; then
-			LEADER=$n TERM_NOW=$(jq -r .term <<<"$o")
-			return 0
-		fi
-	done
-	return 1
-}
-
 results=$AGENTS_DIR/rounds.jsonl
 round() {
 	local sig=$1 others=() n
-	agents_wait_until 30 leader_now || { echo "no leader" >&2; return 1; }
+	agents_wait_until 30 agents_self_leader a1 a2 a3 || { echo "no leader" >&2; return 1; }
 	for n in "${all[@]}"; do [ "$n" != "$LEADER" ] && others+=(--agent "${AGENT_API[$n]}"); done
 	python3 "$HERE/lib/ebench.py" --pid "${AGENT_PID[$LEADER]}" --signal "$sig" \
 		--old-term "$TERM_NOW" "${others[@]}" --timeout 20 |

@@ -7,6 +7,8 @@
 #
 # Needs: MERIDIAN (path of the binary), AGENTS_DIR (logs go there).
 
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ports.sh"
+
 declare -A AGENT_PID AGENT_API AGENT_BIND
 
 agents_init() {
@@ -17,27 +19,9 @@ agents_init() {
 }
 
 # agents_free_port_base: prints a base port P such that P..P+199 look free
-# on 127.0.0.1 (checked with ss), chosen at random between 10000 and the
-# start of the kernel's ephemeral range (ip_local_port_range, usually
-# 32768): a port inside that range can be taken at any moment as the source
-# port of some outgoing connection (psql, libpq, RPC), and an agent
-# restarted on it would fail with "address in use".
+# on 127.0.0.1, below the ephemeral range (ports.sh).
 agents_free_port_base() {
-	local tries=0 base low span
-	low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-	span=$((low - 10000 - 200))
-	[ "$span" -gt 0 ] || { echo "no port range below the ephemeral one ($low)" >&2; return 1; }
-	while [ $tries -lt 50 ]; do
-		base=$((10000 + (RANDOM * 32768 + RANDOM) % span))
-		base=$((base - base % 200))
-		if [ -z "$(ss -Htuan "( sport >= :$base and sport < :$((base + 200)) )" 2>/dev/null)" ]; then
-			echo "$base"
-			return 0
-		fi
-		tries=$((tries + 1))
-	done
-	echo "no free port range found" >&2
-	return 1
+	ports_free_base 200
 }
 
 # agents_start NAME REGION PRIMARY BIND API [extra agent flags...]
@@ -83,6 +67,28 @@ agents_members() {
 # ("" if unknown or the observer does not answer).
 agents_status_of() {
 	agents_members "$1" 2>/dev/null | jq -r --arg n "$2" '.[] | select(.name == $n) | .status' 2>/dev/null || true
+}
+
+# agents_leader NAME: "node term self" as NAME's agent reports its
+# region's leader ("" if it does not answer within 1 s).
+agents_leader() {
+	"$MERIDIAN" leader --api "${AGENT_API[$1]}" --json --timeout 1s 2>/dev/null |
+		jq -r '"\(.node) \(.term) \(.self)"' 2>/dev/null || true
+}
+
+# agents_self_leader NAMES...: the first running one of NAMES that says it
+# leads goes to LEADER, its term to TERM_NOW; returns 1 if none does.
+agents_self_leader() {
+	local n node term self
+	for n in "$@"; do
+		[ -n "${AGENT_PID[$n]:-}" ] || continue
+		read -r node term self <<<"$(agents_leader "$n")"
+		if [ "$self" = true ]; then
+			LEADER=$n TERM_NOW=$term
+			return 0
+		fi
+	done
+	return 1
 }
 
 # agents_wait_until SECONDS CMD...: runs CMD every 0.1 s until it succeeds;

@@ -25,6 +25,8 @@
 #   pg_replica_init PRIMARY_PORT DIR streaming replica of a running primary
 #   pg_cleanup_all                   stop every server started here
 
+source "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/ports.sh"
+
 PG_STARTED=()
 
 # pg_bindir: the PostgreSQL 15 binaries' directory.
@@ -145,22 +147,10 @@ pg_psql() {
 	"$bin/psql" "$(pg_url "$port")" -X -q -v ON_ERROR_STOP=1 "$@"
 }
 
-# pg_free_port: a port between 10000 and the kernel's ephemeral range
-# (where no outgoing connection can take it meanwhile) that nothing uses
-# on 127.0.0.1 now (checked with ss; 50 tries).
+# pg_free_port: a port that nothing uses on 127.0.0.1 now, below the
+# ephemeral range (ports.sh).
 pg_free_port() {
-	local tries=0 port low
-	low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-	while [ $tries -lt 50 ]; do
-		port=$((10000 + (RANDOM * 32768 + RANDOM) % (low - 10000)))
-		if [ -z "$(ss -Htan "( sport = :$port )" 2>/dev/null)" ]; then
-			echo "$port"
-			return 0
-		fi
-		tries=$((tries + 1))
-	done
-	echo "pg.sh: no free port found" >&2
-	return 1
+	ports_free_base 1 || { echo "pg.sh: no free port found" >&2; return 1; }
 }
 
 # pg_replica_init PRIMARY_PORT DIR: DIR/data becomes a streaming replica

@@ -70,20 +70,8 @@ iad=(a1 a2 a3)
 for n in "${all[@]}"; do start "$n"; done
 check "5 agents in 3 regions converge" agents_wait_until 30 agents_converged 5 "${all[@]}"
 
-leader_of() {
-	"$MERIDIAN" leader --api "${AGENT_API[$1]}" --json --timeout 1s 2>/dev/null |
-		jq -r 'select(.self == true) | .term' 2>/dev/null || true
-}
 # current_leader: LEADER and TERM_NOW (the iad agent that says it leads).
-current_leader() {
-	local n t
-	for n in "${iad[@]}"; do
-		[ -n "${AGENT_PID[$n]:-}" ] || continue
-		t=$(leader_of "$n")
-		if [ -n "$t" ]; then LEADER=$n TERM_NOW=$t; return 0; fi
-	done
-	return 1
-}
+current_leader() { agents_self_leader "${iad[@]}"; }
 slot_ready() { [ "$(psql_p "select count(*) from pg_replication_slots where slot_name = 'meridian'")" = 1 ]; }
 check "a leader is elected" agents_wait_until 20 current_leader
 check "the leader created the slot ($MODE mode)" agents_wait_until 20 slot_ready

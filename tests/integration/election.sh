@@ -69,16 +69,11 @@ iad=(a1 a2 a3)
 for n in "${all[@]}"; do start "$n"; done
 check "5 agents in 3 regions converge" agents_wait_until 30 agents_converged 5 "${all[@]}"
 
-# leader_of NAME: "node term self" as NAME's agent says ("" if it cannot).
-leader_of() {
-	"$MERIDIAN" leader --api "${AGENT_API[$1]}" --json --timeout 1s 2>/dev/null |
-		jq -r '"\(.node) \(.term) \(.self)"' 2>/dev/null || true
-}
 # all_agree NAMES...: every one names the same leader and term (not null).
 all_agree() {
 	local first="" n l
 	for n in "$@"; do
-		l=$(leader_of "$n"); l=${l% *}
+		l=$(agents_leader "$n"); l=${l% *}
 		case $l in null*|"") return 1 ;; esac
 		[ -z "$first" ] && first=$l
 		[ "$l" = "$first" ] || return 1
@@ -109,7 +104,7 @@ new_leader_after() {
 	local n node term self
 	for n in "${iad[@]}"; do
 		{ [ "$n" = "$1" ] || [ -z "${AGENT_PID[$n]:-}" ]; } && continue
-		read -r node term self <<<"$(leader_of "$n")" || continue
+		read -r node term self <<<"$(agents_leader "$n")" || continue
 		if [ "$self" = true ] && [ "$term" -gt "$2" ]; then
 			NEW=$n NEW_TERM=$term
 			return 0
@@ -179,10 +174,10 @@ else
 	fail "SIGSTOP: nobody took over from $old"
 fi
 agents_signal "$old" CONT
-l=$(leader_of "$old")
+l=$(agents_leader "$old")
 check "SIGCONT: $old says it is not leader at once ($l)" bash -c '[[ "$0" == *" false" ]]' "$l"
 sleep 2
-l=$(leader_of "$old")
+l=$(agents_leader "$old")
 check "SIGCONT: $old learnt the new leader and term ($l)" \
 	bash -c 'set -- $0; [ "$1" != '"$old"' ] && [ "$2" -gt '"$old_term"' ] && [ "$3" = false ]' "$l"
 
@@ -193,7 +188,7 @@ t_stop=$(ms)
 nobody_leads() {
 	local n
 	for n in "${iad[@]}"; do
-		[ "$(leader_of "$n" | awk '{print $3}')" = true ] && return 1
+		[ "$(agents_leader "$n" | awk '{print $3}')" = true ] && return 1
 	done
 	return 0
 }
@@ -224,7 +219,7 @@ sleep $((LEASE_S + 1))
 outside_never() {
 	local n l
 	for n in f1 s1; do
-		l=$(leader_of "$n")
+		l=$(agents_leader "$n")
 		case $l in "null null false") ;; *) return 1 ;; esac
 	done
 }

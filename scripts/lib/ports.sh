@@ -1,0 +1,29 @@
+# scripts/lib/ports.sh - free ports on 127.0.0.1 for local agents and
+# throwaway servers.  Sourced (bash) by agents.sh and pg.sh.
+#
+# Ports are chosen at random between 10000 and the start of the kernel's
+# ephemeral range (ip_local_port_range, usually 32768): a port inside that
+# range can be taken at any moment as the source port of some outgoing
+# connection (psql, libpq, RPC), and a process (re)started on it would
+# fail with "address in use".
+
+# ports_free_base N: prints a base port P, a multiple of N, such that
+# P..P+N-1 look free on 127.0.0.1 (TCP and UDP, checked with ss; 50
+# tries).
+ports_free_base() {
+	local n=${1:?ports_free_base N} tries=0 base low span
+	low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+	span=$((low - 10000 - n))
+	[ "$span" -gt 0 ] || { echo "no port range below the ephemeral one ($low)" >&2; return 1; }
+	while [ $tries -lt 50 ]; do
+		base=$((10000 + (RANDOM * 32768 + RANDOM) % span))
+		base=$((base - base % n))
+		if [ -z "$(ss -Htuan "( sport >= :$base and sport < :$((base + n)) )" 2>/dev/null)" ]; then
+			echo "$base"
+			return 0
+		fi
+		tries=$((tries + 1))
+	done
+	echo "no free port range found" >&2
+	return 1
+}
