@@ -22,33 +22,20 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench/bench_stats.h"
+
 #define N_MAX 1000000
 #define REPLAY_WAIT_S 5.0
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
 
 static void print_stats(const char *mode, double *v, size_t n, size_t errors)
 {
 	double sum = 0;
 
-	qsort(v, n, sizeof(*v), cmp_double);
+	bench_sort(v, n);
 	for (size_t i = 0; i < n; i++)
 		sum += v[i];
 	printf("mode=%s kind=serial n=%zu median_us=%.1f p99_us=%.1f mean_us=%.1f errors=%zu\n",
-	       mode, n, n ? v[n / 2] * 1e6 : 0, n ? v[(size_t)((double)(n - 1) * 0.99)] * 1e6 : 0,
+	       mode, n, bench_pct(v, n, 0.5) * 1e6, bench_pct(v, n, 0.99) * 1e6,
 	       n ? sum / (double)n * 1e6 : 0, errors);
 }
 

@@ -22,9 +22,11 @@
 # p99), and C concurrent callers for SECS seconds each (calls/s).
 # Packages: erlang-nox (apt-get install when erl is missing), curl.
 #
-# Every process started is stopped by PID and reaped (trap on EXIT); every
-# wait is bounded; everything binds 127.0.0.1, ports 40100-40199 (epmd on
-# its own port, never the system's 4369).
+# The agents are started and stopped through scripts/lib/agents.sh.  Every
+# process started is stopped by PID and reaped (trap on EXIT); every wait
+# is bounded; everything binds 127.0.0.1, in 200 ports below the ephemeral
+# range found free by agents_free_port_base (epmd on one of them, never the
+# system's 4369).
 #
 # Usage: bench/rpc.sh [--n N] [--warmup W] [--secs S] [--meridian PATH]
 #                     [--client PATH] [--out FILE.md]
@@ -39,7 +41,6 @@ SECS=5
 MERIDIAN=""
 CLIENT=""
 OUT=""
-BASE=40100
 
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -49,7 +50,7 @@ while [ $# -gt 0 ]; do
 	--meridian) MERIDIAN=$2; shift ;;
 	--client) CLIENT=$2; shift ;;
 	--out) OUT=$2; shift ;;
-	-h|--help) sed -n 2,33p "$0"; exit 0 ;;
+	-h|--help) sed -n 2,32p "$0"; exit 0 ;;
 	*) echo "rpc.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -67,10 +68,15 @@ if ! command -v erl >/dev/null; then
 		echo "rpc.sh: cannot install erlang-nox; no Erlang anchor" >&2
 fi
 
+source "$ROOT/scripts/lib/agents.sh"
 WORK=$(mktemp -d /tmp/rpcbench.XXXXXX)
+AGENTS_DIR=$WORK
+agents_init
+# The Erlang side's processes; the agents are agents.sh's.
 PIDS=()
 cleanup() {
 	local p i
+	agents_stop_all
 	for p in "${PIDS[@]}"; do
 		kill -TERM "$p" 2>/dev/null
 	done
@@ -86,6 +92,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+BASE=$(agents_free_port_base) || exit 1
 A1_G=127.0.0.1:$BASE A1_API=127.0.0.1:$((BASE + 1))
 F1_G=127.0.0.1:$((BASE + 10)) F1_API=127.0.0.1:$((BASE + 11))
 EPMD_PORT=$((BASE + 20)) ERL_SRV_PORT=$((BASE + 21)) ERL_CLI_PORT=$((BASE + 22))
@@ -93,17 +100,10 @@ EPMD_PORT=$((BASE + 20)) ERL_SRV_PORT=$((BASE + 21)) ERL_CLI_PORT=$((BASE + 22))
 "$MERIDIAN" keygen >"$WORK/secret" || exit 1
 chmod 600 "$WORK/secret"
 
-start_agent() { # name region bind api [join]
-	local args=(agent --node "$1" --region "$2" --primary-region iad --bind "$3" --api "$4"
-		--profile local --secret-file "$WORK/secret")
-	[ $# -ge 5 ] && args+=(--join "$5")
-	"$MERIDIAN" "${args[@]}" >"$WORK/$1.log" 2>&1 &
-	PIDS+=($!)
-}
-
-start_agent a1 iad "$A1_G" "$A1_API"
+agents_start a1 iad iad "$A1_G" "$A1_API" --profile local --secret-file "$WORK/secret"
 sleep 0.3
-start_agent f1 fra "$F1_G" "$F1_API" "$A1_G"
+agents_start f1 fra iad "$F1_G" "$F1_API" --profile local --secret-file "$WORK/secret" \
+	--join "$A1_G"
 
 BODY='{"node":"a1","method":"ping","timeout_ms":5000}'
 ok=0

@@ -42,6 +42,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "bench/bench_stats.h"
 #include "gossip/seal.h"
 #include "gossip/transport.h"
 #include "region/rpc.h"
@@ -51,44 +52,17 @@
 #define DEADLINE_MS 5000
 #define RESP_MAX 65536
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted @v. */
-static double pct(const double *v, size_t n, double p)
-{
-	size_t i = (size_t)(p * (double)n + 0.999999);
-
-	if (i == 0)
-		i = 1;
-	if (i > n)
-		i = n;
-	return v[i - 1];
-}
-
 static void print_serial(const char *mode, double *lat, size_t n, size_t errors)
 {
 	double sum = 0;
 	size_t i;
 
-	qsort(lat, n, sizeof(*lat), cmp_double);
+	bench_sort(lat, n);
 	for (i = 0; i < n; i++)
 		sum += lat[i];
 	printf("mode=%s kind=serial n=%zu median_us=%.1f p99_us=%.1f mean_us=%.1f "
 	       "min_us=%.1f max_us=%.1f errors=%zu\n", mode, n,
-	       n ? pct(lat, n, 0.5) * 1e6 : 0, n ? pct(lat, n, 0.99) * 1e6 : 0,
+	       bench_pct(lat, n, 0.5) * 1e6, bench_pct(lat, n, 0.99) * 1e6,
 	       n ? sum / (double)n * 1e6 : 0, n ? lat[0] * 1e6 : 0, n ? lat[n - 1] * 1e6 : 0,
 	       errors);
 }
