@@ -105,6 +105,19 @@ static const char *api_addr(const char *flag)
 	return API_DEFAULT;
 }
 
+/* Prints "meridian @cmd: " @fmt (with @what) and the usage line to stderr;
+ * returns EXIT_USAGE. */
+static int usage_error(const char *cmd, const char *usage, const char *fmt, const char *what)
+	__attribute__((format(printf, 3, 0)));
+
+static int usage_error(const char *cmd, const char *usage, const char *fmt, const char *what)
+{
+	fprintf(stderr, "meridian %s: ", cmd);
+	fprintf(stderr, fmt, what);
+	fprintf(stderr, "\n%s", usage);
+	return EXIT_USAGE;
+}
+
 static int timeout_get(const char *cmd, const char *usage, const char *s, int def, int *ms)
 {
 	*ms = def;
@@ -229,19 +242,33 @@ static int report_call_error(const char *api, int err, int timeout_ms)
 	}
 }
 
+/*
+ * Prints the API's error object @e ({"code":...,"message":...}, and the
+ * "sqlstate" /v1/sql adds) to stderr as "@prefix: code: message", with
+ * the agent's text sanitized.
+ */
+static void print_api_error(const char *prefix, json_t *e)
+{
+	const char *code = json_string_value(json_object_get(e, "code"));
+	const char *msg = json_string_value(json_object_get(e, "message"));
+	const char *sqlstate = json_string_value(json_object_get(e, "sqlstate"));
+	char c[128], m[1024];
+
+	sanitize(code ? code : "error", c, sizeof(c));
+	sanitize(msg ? msg : "", m, sizeof(m));
+	fprintf(stderr, "%s: %s%s%s%s: %s\n", prefix, c, sqlstate ? " (SQLSTATE " : "",
+		sqlstate ? sqlstate : "", sqlstate ? ")" : "", m);
+}
+
 /* Prints an HTTP error answer; returns the exit code. */
 static int report_http_error(const char *api, const struct http_reply *r)
 {
 	json_t *root = json_loadb(r->body, r->body_len, 0, NULL);
 	json_t *e = json_object_get(root, "error");
-	const char *code = json_string_value(json_object_get(e, "code"));
-	const char *msg = json_string_value(json_object_get(e, "message"));
-	char c[128], m[1024];
 
-	if (code || msg) {
-		sanitize(code ? code : "error", c, sizeof(c));
-		sanitize(msg ? msg : "", m, sizeof(m));
-		fprintf(stderr, "meridian: %s: %s\n", c, m);
+	if (json_string_value(json_object_get(e, "code")) ||
+	    json_string_value(json_object_get(e, "message"))) {
+		print_api_error("meridian", e);
 	} else {
 		fprintf(stderr, "meridian: the agent at %s answered HTTP %d\n", api, r->status);
 	}
@@ -892,14 +919,6 @@ static int rpc_exit_code(const char *code, int status)
 	return EXIT_REMOTE_ERROR;
 }
 
-static int rpc_usage_error(const char *fmt, const char *what)
-{
-	fputs("meridian rpc: ", stderr);
-	fprintf(stderr, fmt, what);
-	fprintf(stderr, "\n%s", rpc_usage);
-	return EXIT_USAGE;
-}
-
 /* Prints the answer of a successful call: the result alone, or all of it. */
 static int rpc_print(json_t *root, bool json)
 {
@@ -957,11 +976,11 @@ int cmd_rpc(int argc, char **argv)
 	}
 	ntargets = (region != NULL) + (node != NULL) + primary + leader;
 	if (ntargets != 1)
-		return rpc_usage_error("%s", ntargets ? "give only one of --region, --primary, "
-				       "--leader, --node" : "give one of --region, --primary, "
-				       "--leader, --node");
+		return usage_error("rpc", rpc_usage, "%s", ntargets ?
+				   "give only one of --region, --primary, --leader, --node" :
+				   "give one of --region, --primary, --leader, --node");
 	if (i >= argc)
-		return rpc_usage_error("%s", "no METHOD given");
+		return usage_error("rpc", rpc_usage, "%s", "no METHOD given");
 	rc = timeout_get("rpc", rpc_usage, timeout, RPC_CLI_TIMEOUT_MS_DEFAULT, &tmo);
 	if (rc)
 		return rc;
@@ -971,7 +990,8 @@ int cmd_rpc(int argc, char **argv)
 	for (int j = i + 1; args && j < argc; j++)
 		if (json_array_append_new(args, json_string(argv[j])) != 0) {
 			json_decref(args);
-			return rpc_usage_error("argument \"%s\" is not valid UTF-8", argv[j]);
+			return usage_error("rpc", rpc_usage, "argument \"%s\" is not valid UTF-8",
+					   argv[j]);
 		}
 	req = json_pack("{s:s,s:o,s:i}", "method", argv[i], "args", args, "timeout_ms", tmo);
 	if (req && region)
@@ -1002,13 +1022,7 @@ int cmd_rpc(int argc, char **argv)
 	if (json && root) {
 		print_json(root);
 	} else if (json_is_object(e)) {
-		char c[128], m[1024];
-		const char *code = json_string_value(json_object_get(e, "code"));
-		const char *msg = json_string_value(json_object_get(e, "message"));
-
-		sanitize(code ? code : "error", c, sizeof(c));
-		sanitize(msg ? msg : "", m, sizeof(m));
-		fprintf(stderr, "meridian rpc: %s: %s\n", c, m);
+		print_api_error("meridian rpc", e);
 	} else {
 		fprintf(stderr, "meridian rpc: the agent at %s answered HTTP %d\n", api, r.status);
 	}
@@ -1384,14 +1398,6 @@ out:
 	return rc;
 }
 
-static int sql_usage_error(const char *fmt, const char *what)
-{
-	fputs("meridian sql: ", stderr);
-	fprintf(stderr, fmt, what);
-	fprintf(stderr, "\n%s", sql_usage);
-	return EXIT_USAGE;
-}
-
 int cmd_sql(int argc, char **argv)
 {
 	const char *timeout = NULL, *api = NULL, *min_lsn = NULL;
@@ -1419,11 +1425,12 @@ int cmd_sql(int argc, char **argv)
 		return EXIT_OK_;
 	}
 	if (i >= argc)
-		return sql_usage_error("%s", "no SQL given");
+		return usage_error("sql", sql_usage, "%s", "no SQL given");
 	if (wait && !write)
-		return sql_usage_error("%s", "--wait goes with --write (a read waits with --min-lsn)");
+		return usage_error("sql", sql_usage, "%s",
+				   "--wait goes with --write (a read waits with --min-lsn)");
 	if (min_lsn && write)
-		return sql_usage_error("%s", "--min-lsn is for reads");
+		return usage_error("sql", sql_usage, "%s", "--min-lsn is for reads");
 	rc = timeout_get("sql", sql_usage, timeout, CALL_TIMEOUT_MS_DEFAULT / 2, &tmo);
 	if (rc)
 		return rc;
@@ -1435,7 +1442,8 @@ int cmd_sql(int argc, char **argv)
 
 		if (p == NULL || json_array_append_new(params, p) != 0) {
 			json_decref(params);
-			return sql_usage_error("parameter \"%.40s\" is not valid UTF-8", argv[j]);
+			return usage_error("sql", sql_usage,
+					   "parameter \"%.40s\" is not valid UTF-8", argv[j]);
 		}
 	}
 	req = json_pack("{s:s,s:o,s:b,s:b,s:i}", "sql", argv[i], "params", params, "write", write,
@@ -1445,7 +1453,8 @@ int cmd_sql(int argc, char **argv)
 	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	if (body == NULL)
-		return sql_usage_error("%s", "the SQL is not valid UTF-8 (or out of memory)");
+		return usage_error("sql", sql_usage, "%s",
+				   "the SQL is not valid UTF-8 (or out of memory)");
 	/* The statement's deadline, a wait for the replica (at most 5 min),
 	 * and the trip: the agent always answers within that. */
 	rc = http_call(api, "POST", "/v1/sql", body, strlen(body), tmo + 310000, &r);
@@ -1455,18 +1464,11 @@ int cmd_sql(int argc, char **argv)
 	root = json_loadb(r.body, r.body_len, 0, NULL);
 	e = json_object_get(root, "error");
 	if (r.status / 100 != 2 || e) {
-		const char *code = json_string_value(json_object_get(e, "code"));
-		const char *sqlstate = json_string_value(json_object_get(e, "sqlstate"));
-		char c[64], m[1024];
-
 		if (!e) {
 			rc = report_http_error(api, &r);
 		} else {
-			sanitize(code ? code : "error", c, sizeof(c));
-			sanitize(json_string_value(json_object_get(e, "message")), m, sizeof(m));
-			fprintf(stderr, "meridian sql: %s%s%s%s: %s\n", c, sqlstate ? " (SQLSTATE " : "",
-				sqlstate ? sqlstate : "", sqlstate ? ")" : "", m);
-			rc = sql_exit_code(code);
+			print_api_error("meridian sql", e);
+			rc = sql_exit_code(json_string_value(json_object_get(e, "code")));
 		}
 		json_decref(root);
 		http_reply_free(&r);
