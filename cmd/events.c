@@ -208,6 +208,7 @@ bool events_subscribe(struct events *h, struct http_request *req, const char *ty
 void events_publish(struct events *h, const char *type, json_t *ev)
 {
 	int ti = type_index(type, strlen(type));
+	bool wanted = false;
 	size_t len = 0;
 	char *s;
 
@@ -218,7 +219,10 @@ void events_publish(struct events *h, const char *type, json_t *ev)
 		return;
 	}
 	h->published++;
-	if (h->nsubs == 0) {
+	/* Most events (every row change) go to nobody: do not format them. */
+	for (size_t i = 0; i < h->nsubs && !wanted; i++)
+		wanted = h->subs[i].types & 1u << ti;
+	if (!wanted) {
 		json_decref(ev);
 		h->seq++;
 		return;
