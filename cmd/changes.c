@@ -20,6 +20,7 @@
 
 #include "cmd/agent.h"
 #include "cmd/onchange.h"
+#include "lib/bytebuf.h"
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "region/handlers.h"
@@ -229,22 +230,20 @@ static void outbox_clear(struct changes *c)
 	c->in_txn = c->skipping = false;
 }
 
+/* The transaction's events never grow past this: cut into parts well
+ * before (CHANGES_PART_BYTES), so only a bug could reach it. */
+#define CUR_MAX (2 * CHANGES_PART_BYTES + 4096)
+
+/* Appends @n bytes of @s to the transaction's events (kept NUL-terminated);
+ * false when out of memory. */
 static bool cur_append(struct changes *c, const char *s, size_t n)
 {
-	if (c->cur_len + n + 1 > c->cur_cap) {
-		size_t cap = c->cur_cap ? c->cur_cap * 2 : 4096;
-		char *p;
+	uint8_t *p = (uint8_t *)c->cur;
+	int rc = bytebuf_reserve(&p, c->cur_len, &c->cur_cap, n + 1, CUR_MAX);
 
-		while (cap < c->cur_len + n + 1)
-			cap *= 2;
-		if (cap > 2 * CHANGES_PART_BYTES + 4096)
-			return false;
-		p = realloc(c->cur, cap);
-		if (p == NULL)
-			return false;
-		c->cur = p;
-		c->cur_cap = cap;
-	}
+	c->cur = (char *)p;
+	if (rc)
+		return false;
 	memcpy(c->cur + c->cur_len, s, n);
 	c->cur_len += n;
 	c->cur[c->cur_len] = '\0';
@@ -422,16 +421,15 @@ static void on_state(void *ctx, enum repl_state state, const char *detail)
 {
 	struct changes *c = ctx;
 
+	/* storage/replication.c logs the slot's states and errors itself;
+	 * only the term is ours to add. */
+	(void)detail;
 	if (state == REPL_SLOT_BUSY) {
 		c->slot_busy++;
-		LOG(LOG_NOTICE, "changes", "slot %s still held by the previous consumer (%s); "
-		    "retrying with a short backoff", c->cfg->slot, detail);
 	} else if (state == REPL_STREAMING) {
 		c->restart_delay = 0;
 		LOG(LOG_NOTICE, "changes", "consuming slot %s (term %llu)", c->cfg->slot,
 		    (unsigned long long)c->term);
-	} else if (state == REPL_ERROR) {
-		LOG_RATELIMITED(LOG_WARNING, "changes", "replication: %s", detail);
 	}
 	if (state == REPL_CONNECTING || state == REPL_ERROR) {
 		/* A new session resends relations, and a transaction cut off
@@ -581,46 +579,41 @@ static void confirm(struct changes *c)
 	consumer_resume(c);
 }
 
+/* A batch's text never grows past this: the first transaction part (at
+ * most a part's events and its envelope) always goes, the others only
+ * while the batch stays within CHANGES_BATCH_BYTES. */
+#define BATCH_TEXT_MAX (CHANGES_BATCH_BYTES + CHANGES_PART_BYTES + 4096)
+
 /* The batch for @p, as the JSON text of changes.deliver's arguments. */
 static char *batch_text(struct changes *c, struct peer *p, uint64_t *end)
 {
-	size_t len = 0, cap = 256;
+	size_t len = 0, cap = 0;
 	uint64_t s = p->next;
-	char *buf = malloc(cap), *nb;
+	uint8_t *buf = NULL;
+	char head[64 + GOSSIP_NAME_MAX];
 	int n;
 
-	if (buf == NULL)
-		return NULL;
-	len = (size_t)snprintf(buf, cap, "[{\"term\":%llu,\"leader\":\"%s\",\"txns\":[",
-			       (unsigned long long)c->term, c->cfg->node);
+	n = snprintf(head, sizeof(head), "[{\"term\":%llu,\"leader\":\"%s\",\"txns\":[",
+		     (unsigned long long)c->term, c->cfg->node);
+	if (n < 0 || (size_t)n >= sizeof(head) ||
+	    bytebuf_append(&buf, &len, &cap, head, (size_t)n, BATCH_TEXT_MAX))
+		goto fail;
 	for (; s < c->next_seq && s - p->next < CHANGES_BATCH_TXNS; s++) {
 		struct txn *t = txn_at(c, s);
 
 		if (s > p->next && len + t->len > CHANGES_BATCH_BYTES)
 			break;
-		if (len + t->len + 8 > cap) {
-			cap = (len + t->len + 8) * 2;
-			nb = realloc(buf, cap);
-			if (nb == NULL) {
-				free(buf);
-				return NULL;
-			}
-			buf = nb;
-		}
-		n = snprintf(buf + len, cap - len, "%s%s", s > p->next ? "," : "", t->json);
-		len += (size_t)n;
+		if ((s > p->next && bytebuf_append(&buf, &len, &cap, ",", 1, BATCH_TEXT_MAX)) ||
+		    bytebuf_append(&buf, &len, &cap, t->json, t->len, BATCH_TEXT_MAX))
+			goto fail;
 	}
-	if (len + 4 > cap && (nb = realloc(buf, len + 4)) != NULL) {
-		buf = nb;
-		cap = len + 4;
-	}
-	if (len + 4 > cap) {
-		free(buf);
-		return NULL;
-	}
-	memcpy(buf + len, "]}]", 4);
+	if (bytebuf_append(&buf, &len, &cap, "]}]", 4, BATCH_TEXT_MAX))
+		goto fail;
 	*end = s;
-	return buf;
+	return (char *)buf;
+fail:
+	free(buf);
+	return NULL;
 }
 
 struct sendctx {
