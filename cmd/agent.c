@@ -175,12 +175,17 @@ const char *agent_profile(const struct agent *a)
 	return a->cfg.profile;
 }
 
-uint64_t agent_wall_ms(const struct agent *a, uint64_t core_ms)
+uint64_t agent_loop_wall_ms(const uv_loop_t *loop, uint64_t loop_ms)
 {
-	uint64_t now = uv_now(&a->loop), wall = clock_wall_ms();
-	uint64_t ago = now > core_ms ? now - core_ms : 0;
+	uint64_t now = uv_now(loop), wall = clock_wall_ms();
+	uint64_t ago = now > loop_ms ? now - loop_ms : 0;
 
 	return wall > ago ? wall - ago : 0;
+}
+
+uint64_t agent_wall_ms(const struct agent *a, uint64_t core_ms)
+{
+	return agent_loop_wall_ms(&a->loop, core_ms);
 }
 
 bool agent_ready(const struct agent *a, const char **reason)
@@ -229,11 +234,6 @@ struct elect *agent_elect(struct agent *a)
 struct events *agent_events(struct agent *a)
 {
 	return a->stopping ? NULL : a->events;
-}
-
-void agent_regions_invalidate(struct agent *a)
-{
-	a->regions_stale = true;
 }
 
 const char *agent_node(const struct agent *a)
@@ -359,6 +359,17 @@ const struct region_table *agent_regions(struct agent *a)
 {
 	regions_refresh(a);
 	return a->regions;
+}
+
+int agent_choose(struct agent *a, const struct region_target *target, const char *const *exclude,
+		 size_t nexclude, struct region_choice *out)
+{
+	/* Target choice reads round-trip times: take them fresh from the core. */
+	a->regions_stale = true;
+	regions_refresh(a);
+	return region_choose(a->regions, target,
+			     randombytes_random() | (uint64_t)randombytes_random() << 32, exclude,
+			     nexclude, out);
 }
 
 static void region_timer_fired(uv_timer_t *h)
@@ -543,24 +554,33 @@ static void agent_close_handle(uv_handle_t *h)
 
 static void agent_stop_election(struct agent *a);
 
+/*
+ * Closes the RPC client and server, the SQL front and the replication
+ * fan-out: closing the client answers every call in flight and the SQL
+ * front the requests still waiting, so the API must still be up to write
+ * the answers.
+ */
+static void agent_close_callers(struct agent *a)
+{
+	rpc_client_close(a->rpc_client);
+	a->rpc_client = NULL;
+	rpc_server_close(a->rpc_server);
+	a->rpc_server = NULL;
+	sqlfront_close(a->sql);
+	a->sql = NULL;
+	changes_close(a->changes);
+	a->changes = NULL;
+}
+
 /* Stops everything; uv_run() returns once libuv has closed it all. */
 static void agent_stop(struct agent *a)
 {
 	if (a->stopping)
 		return;
 	a->stopping = true;
-	/* Callers first: closing the client answers every call in flight,
-	 * while the API can still write the answers; api_stop() cancels the
-	 * local calls, before their runner goes. */
-	rpc_client_close(a->rpc_client);
-	a->rpc_client = NULL;
-	rpc_server_close(a->rpc_server);
-	a->rpc_server = NULL;
-	/* Answers the SQL requests still waiting, while the API can. */
-	sqlfront_close(a->sql);
-	a->sql = NULL;
-	changes_close(a->changes);
-	a->changes = NULL;
+	/* Callers first, while the API can still write their answers;
+	 * api_stop() cancels the local calls, before their runner goes. */
+	agent_close_callers(a);
 	api_stop(a->api);
 	a->api = NULL;
 	rpc_handlers_close(a->handlers);
@@ -739,14 +759,7 @@ static void agent_run_loop_to_end(struct agent *a)
 /* Closes what rpc_start() opened (on a failed start). */
 static void agent_stop_rpc(struct agent *a)
 {
-	rpc_client_close(a->rpc_client);
-	a->rpc_client = NULL;
-	rpc_server_close(a->rpc_server);
-	a->rpc_server = NULL;
-	sqlfront_close(a->sql);
-	a->sql = NULL;
-	changes_close(a->changes);
-	a->changes = NULL;
+	agent_close_callers(a);
 	events_close(a->events);
 	a->events = NULL;
 	rpc_handlers_close(a->handlers);

@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <uv.h>
 
 #include "cmd/changes.h"
 #include "cmd/elect.h"
@@ -42,6 +43,9 @@ const char *agent_profile(const struct agent *a);
  * a time the core handed out (gossip_member_since()).
  */
 uint64_t agent_wall_ms(const struct agent *a, uint64_t core_ms);
+/* The same for any time @loop_ms read from @loop (uv_now()), at least 0;
+ * cmd/elect.c uses it with the election's loop. */
+uint64_t agent_loop_wall_ms(const uv_loop_t *loop, uint64_t loop_ms);
 
 /*
  * True once joined (or with no seeds to join) and not leaving.  When not
@@ -73,9 +77,13 @@ struct rpc_client *agent_rpc_client(struct agent *a);
 struct rpc_metrics *agent_rpc_metrics(struct agent *a);
 struct rpc_serve_ops agent_rpc_local(struct agent *a);
 
-/* Marks the region table stale so that the next agent_regions() reads the
- * core again (fresh round-trip times for target choice). */
-void agent_regions_invalidate(struct agent *a);
+/*
+ * region_choose() on a table refreshed first (fresh round-trip times from
+ * the core), with random tie-breaking bits: where an RPC or a forwarded
+ * write goes.  @exclude and @nexclude as region_choose() takes them.
+ */
+int agent_choose(struct agent *a, const struct region_target *target, const char *const *exclude,
+		 size_t nexclude, struct region_choice *out);
 
 /* Leader election and the event stream; NULL once the agent is stopping. */
 struct elect *agent_elect(struct agent *a);

@@ -7,7 +7,7 @@
  * it takes microseconds.  POST /v1/rpc is the exception: its answer waits
  * for the call (region/rpc.h), so the request is kept on a list until the
  * result comes, and api_stop() answers whatever is left (unavailable).
- * The target is chosen by region_choose() on a freshly refreshed table
+ * The target is chosen by agent_choose() on a freshly refreshed table
  * (round-trip times move); a connection refused before the request left
  * sends it to the next candidate of a region, never after it may have run.
  * A call to this node runs through the method runner directly, the same
@@ -36,7 +36,6 @@
 #include <string.h>
 
 #include <jansson.h>
-#include <sodium.h>
 
 #include "cmd/agent.h"
 #include "cmd/changes.h"
@@ -69,9 +68,8 @@ struct api {
 /* Answers                                                             */
 /* ------------------------------------------------------------------ */
 
-/* Sends @root (consumed) with @status. */
-static void respond_json(struct http_request *req, int status, json_t *root,
-			 const char *extra_headers)
+void api_respond_json(struct http_request *req, int status, json_t *root,
+		      const char *extra_headers)
 {
 	char *s = root ? json_dumps(root, JSON_COMPACT) : NULL;
 	size_t n;
@@ -112,9 +110,9 @@ static void respond_error(struct http_request *req, int status, const char *code
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	respond_json(req, status,
-		     json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg),
-		     extra_headers);
+	api_respond_json(req, status,
+			 json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg),
+			 extra_headers);
 }
 
 /* ------------------------------------------------------------------ */
@@ -202,7 +200,7 @@ static void route_members(struct api *api, struct http_request *req,
 	if (list == NULL || arr == NULL) {
 		free(list);
 		json_decref(arr);
-		respond_json(req, 500, NULL, NULL);
+		api_respond_json(req, 500, NULL, NULL);
 		return;
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -218,7 +216,7 @@ static void route_members(struct api *api, struct http_request *req,
 	for (size_t i = 0; i < kept; i++)
 		json_array_append_new(arr, member_json(api->agent, list[i]));
 	free(list);
-	respond_json(req, 200, arr, NULL);
+	api_respond_json(req, 200, arr, NULL);
 }
 
 static void status_counts(const struct gossip *g, uint64_t counts[4])
@@ -322,34 +320,34 @@ static void route_self(struct api *api, struct http_request *req)
 		primary = "";
 	status_counts(agent_gossip(a), c);
 	/* A NULL for "o" makes json_pack fail: out of memory answers 500. */
-	respond_json(req, 200,
-		     json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:I,s:s,s:{s:i,s:i},s:s,s:o,"
-			       "s:{s:I,s:I,s:I,s:I},s:b,s:b,s:o,s:o,s:o,s:s?,s:o}",
-			       "name", gossip_member_name(self),
-			       "addr", gossip_member_addr(self),
-			       "region", region,
-			       "primary_region", primary,
-			       "is_primary", *region && strcmp(region, primary) == 0,
-			       "status", gossip_status_name(gossip_member_status(self)),
-			       "incarnation", (json_int_t)gossip_member_incarnation(self),
-			       "version", version ? version : MERIDIAN_VERSION,
-			       "protocol", "min", GOSSIP_PROTO_MIN, "max", GOSSIP_PROTO_VERSION,
-			       "profile", agent_profile(a),
-			       "tags", tags_json(tags),
-			       "members",
-			       "alive", (json_int_t)c[GOSSIP_ALIVE],
-			       "suspect", (json_int_t)c[GOSSIP_SUSPECT],
-			       "failed", (json_int_t)c[GOSSIP_FAILED],
-			       "left", (json_int_t)c[GOSSIP_LEFT],
-			       "ready", agent_ready(a, NULL),
-			       "leaving", agent_leaving(a),
-			       "leader", agent_elect(a) ? elect_leader_json(agent_elect(a)) :
-					 json_null(),
-			       "replication", replication_json(a),
-			       "regions", regions_json(rt),
-			       "cluster_primary_region", region_cluster_primary(rt),
-			       "primary_conflict", primary_conflict_json(rt)),
-		     NULL);
+	api_respond_json(req, 200,
+			 json_pack("{s:s,s:s,s:s,s:s,s:b,s:s,s:I,s:s,s:{s:i,s:i},s:s,s:o,"
+				   "s:{s:I,s:I,s:I,s:I},s:b,s:b,s:o,s:o,s:o,s:s?,s:o}",
+				   "name", gossip_member_name(self),
+				   "addr", gossip_member_addr(self),
+				   "region", region,
+				   "primary_region", primary,
+				   "is_primary", *region && strcmp(region, primary) == 0,
+				   "status", gossip_status_name(gossip_member_status(self)),
+				   "incarnation", (json_int_t)gossip_member_incarnation(self),
+				   "version", version ? version : MERIDIAN_VERSION,
+				   "protocol", "min", GOSSIP_PROTO_MIN, "max", GOSSIP_PROTO_VERSION,
+				   "profile", agent_profile(a),
+				   "tags", tags_json(tags),
+				   "members",
+				   "alive", (json_int_t)c[GOSSIP_ALIVE],
+				   "suspect", (json_int_t)c[GOSSIP_SUSPECT],
+				   "failed", (json_int_t)c[GOSSIP_FAILED],
+				   "left", (json_int_t)c[GOSSIP_LEFT],
+				   "ready", agent_ready(a, NULL),
+				   "leaving", agent_leaving(a),
+				   "leader", agent_elect(a) ? elect_leader_json(agent_elect(a)) :
+					     json_null(),
+				   "replication", replication_json(a),
+				   "regions", regions_json(rt),
+				   "cluster_primary_region", region_cluster_primary(rt),
+				   "primary_conflict", primary_conflict_json(rt)),
+			 NULL);
 }
 
 static void route_leader(struct api *api, struct http_request *req)
@@ -360,7 +358,7 @@ static void route_leader(struct api *api, struct http_request *req)
 		respond_error(req, 503, "unavailable", NULL, "the agent is stopping");
 		return;
 	}
-	respond_json(req, 200, elect_leader_json(el), NULL);
+	api_respond_json(req, 200, elect_leader_json(el), NULL);
 }
 
 /* GET /v1/events[?types=member,leader]: server-sent events. */
@@ -394,7 +392,7 @@ static void route_events(struct api *api, struct http_request *req,
 static void route_leave(struct api *api, struct http_request *req)
 {
 	agent_leave_start(api->agent, "POST /v1/leave");
-	respond_json(req, 202, json_pack("{s:b}", "leaving", 1), NULL);
+	api_respond_json(req, 202, json_pack("{s:b}", "leaving", 1), NULL);
 }
 
 /* Readiness is membership (joined, not leaving); the databases are
@@ -407,11 +405,13 @@ static void route_readyz(struct api *api, struct http_request *req)
 	const char *reason = NULL;
 
 	if (agent_ready(api->agent, &reason))
-		respond_json(req, 200, json_pack("{s:b,s:o}", "ready", 1, "databases", dbs), NULL);
+		api_respond_json(req, 200, json_pack("{s:b,s:o}", "ready", 1, "databases", dbs),
+				 NULL);
 	else
-		respond_json(req, 503, json_pack("{s:b,s:s,s:o}", "ready", 0, "reason",
-						  reason ? reason : "joining", "databases", dbs),
-			     "Retry-After: 1\r\n");
+		api_respond_json(req, 503,
+				 json_pack("{s:b,s:s,s:o}", "ready", 0, "reason",
+					   reason ? reason : "joining", "databases", dbs),
+				 "Retry-After: 1\r\n");
 }
 
 static void route_sql(struct api *api, struct http_request *req,
@@ -603,7 +603,7 @@ static void route_metrics(struct api *api, struct http_request *req)
 
 	f = open_memstream(&body, &len);
 	if (f == NULL) {
-		respond_json(req, 500, NULL, NULL);
+		api_respond_json(req, 500, NULL, NULL);
 		return;
 	}
 	metric_head(f, "meridian_members", "gauge", "Members by status, as this agent sees them.");
@@ -707,7 +707,7 @@ static void route_metrics(struct api *api, struct http_request *req)
 	}
 	if (fclose(f) != 0 || body == NULL) {
 		free(body);
-		respond_json(req, 500, NULL, NULL);
+		api_respond_json(req, 500, NULL, NULL);
 		return;
 	}
 	http_respond(req, 200, METRICS_TYPE, body, len);
@@ -822,8 +822,8 @@ static void rpc_call_fail(struct rpc_call *c, const char *code, const char *mess
 	if (c->local && c->api)
 		rpc_metrics_observe(agent_rpc_metrics(c->api->agent), RPC_SIDE_CLIENT, c->method,
 				    code, rpc_call_seconds(c));
-	respond_json(c->req, rpc_http_status(code), err ? json_pack("{s:o}", "error", err) : NULL,
-		     *extra ? extra : NULL);
+	api_respond_json(c->req, rpc_http_status(code),
+			 err ? json_pack("{s:o}", "error", err) : NULL, *extra ? extra : NULL);
 	rpc_call_finish(c);
 }
 
@@ -842,8 +842,8 @@ static void rpc_call_ok(struct rpc_call *c, const uint8_t *result, size_t len)
 	if (c->local && c->api)
 		rpc_metrics_observe(agent_rpc_metrics(c->api->agent), RPC_SIDE_CLIENT, c->method,
 				    "ok", rpc_call_seconds(c));
-	respond_json(c->req, 200, json_pack("{s:b,s:s,s:s,s:o}", "ok", 1, "node", c->node,
-					    "region", c->region, "result", v), NULL);
+	api_respond_json(c->req, 200, json_pack("{s:b,s:s,s:s,s:o}", "ok", 1, "node", c->node,
+						"region", c->region, "result", v), NULL);
 	rpc_call_finish(c);
 }
 
@@ -944,7 +944,6 @@ static void rpc_call_attempt(struct rpc_call *c)
 	struct region_choice ch;
 	struct rpc_client *client;
 	uint64_t elapsed_ms = (uv_hrtime() - c->started_ns) / 1000000;
-	const struct region_table *rt;
 	char msg[REGION_MESSAGE_MAX + 64];
 	int rc;
 
@@ -963,11 +962,7 @@ static void rpc_call_attempt(struct rpc_call *c)
 	/* The leader is whoever this node knows to lead now. */
 	if (c->kind == REGION_TARGET_LEADER)
 		target.name = el ? elect_leader_name(el) : NULL;
-	/* Target choice reads round-trip times: take them fresh from the core. */
-	agent_regions_invalidate(a);
-	rt = agent_regions(a);
-	rc = region_choose(rt, &target, randombytes_random() | (uint64_t)randombytes_random() << 32,
-			   exclude, c->ntried, &ch);
+	rc = agent_choose(a, &target, exclude, c->ntried, &ch);
 	if (rc == REGION_ERR_EXHAUSTED) {
 		snprintf(msg, sizeof(msg), "no node could be reached (%zu tried)", c->ntried);
 		rpc_call_fail(c, "unavailable", msg, NULL, NULL, 0);
@@ -1104,7 +1099,7 @@ static void route_rpc(struct api *api, struct http_request *req,
 	struct rpc_call *c = calloc(1, sizeof(*c));
 
 	if (c == NULL) {
-		respond_json(req, 500, NULL, NULL);
+		api_respond_json(req, 500, NULL, NULL);
 		return;
 	}
 	c->req = req;
@@ -1184,7 +1179,7 @@ static void api_handle(void *ctx, struct http_request *req, const struct http_re
 		route_leave(api, req);
 		break;
 	case R_HEALTHZ:
-		respond_json(req, 200, json_pack("{s:b}", "ok", 1), NULL);
+		api_respond_json(req, 200, json_pack("{s:b}", "ok", 1), NULL);
 		break;
 	case R_READYZ:
 		route_readyz(api, req);

@@ -15,10 +15,12 @@
 #ifndef MERIDIAN_CMD_API_H
 #define MERIDIAN_CMD_API_H
 
+#include <jansson.h>
 #include <uv.h>
 
 struct agent;
 struct api;
+struct http_request;
 
 /* Connections the API accepts at once; more are refused and counted. */
 #define API_CONNS_MAX 64
@@ -34,5 +36,14 @@ int api_start(uv_loop_t *loop, const char *addr, struct agent *a, struct api **o
  * as the loop keeps running; no handler runs after this).  Frees @api.
  * NULL is a no-op. */
 void api_stop(struct api *api);
+
+/*
+ * Answers @req with @root (consumed) as compact JSON and a newline,
+ * @status and @extra_headers (NULL or "Name: value\r\n" lines).  A NULL
+ * @root or a failed encoding answers 500 with the out-of-memory error.
+ * Shared with cmd/sql.c so both APIs format answers alike.
+ */
+void api_respond_json(struct http_request *req, int status, json_t *root,
+		      const char *extra_headers);
 
 #endif

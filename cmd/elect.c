@@ -31,6 +31,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "cmd/agent.h"
 #include "cmd/commands.h"
 
 #include "election/election.h"
@@ -306,7 +307,7 @@ static void op_announce(void *ctx, enum election_ann_state state, uint64_t term,
 	int rc;
 
 	if (state == ELECTION_ANN_LEADING)
-		x->since_wall = clock_wall_ms() - (now > since ? now - since : 0);
+		x->since_wall = agent_loop_wall_ms(x->env.loop, since);
 	a.since_wall_ms = x->since_wall;
 	rc = election_announce_encode(&a, buf);
 	if (rc > 0)
@@ -723,7 +724,7 @@ static json_t *leader_json(struct elect *x, bool event)
 		uint64_t wall = l.self ? x->since_wall : l.since_wall_ms;
 
 		if (wall == 0)
-			wall = clock_wall_ms() - (now > l.since ? now - l.since : 0);
+			wall = agent_loop_wall_ms(x->env.loop, l.since);
 		clock_format_rfc3339(wall, since, sizeof(since));
 		if (l.self) {
 			region = x->env.cfg->region;

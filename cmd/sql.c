@@ -28,6 +28,7 @@
 #include <sodium.h>
 
 #include "cmd/agent.h"
+#include "cmd/api.h"
 #include "lib/log.h"
 #include "region/handlers.h"
 #include "region/region.h"
@@ -36,7 +37,6 @@
 #include "storage/pool.h"
 #include "storage/sqlresult.h"
 
-#define JSON_TYPE "application/json"
 #define FORWARD_TRIES_MAX 3
 #define FORWARD_RESULT_MAX (RPC_BODY_MAX - 4096)
 #define TIMEOUT_MS_DEFAULT 5000
@@ -158,41 +158,31 @@ static int error_status(const char *code)
 /* Sends @body (consumed) to whoever asked, frees @op. */
 static void op_answer(struct sqlop *op, int status, json_t *body)
 {
-	static const char oom[] = "{\"error\":{\"code\":\"internal\",\"message\":"
-				  "\"out of memory\"}}\n";
-	char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	struct rpc_serve_reply r = { .error = RPC_E_NONE };
+	char *text;
 
-	json_decref(body);
-	if (!op->cancelled) {
-		if (op->origin == FROM_HTTP) {
-			if (text) {
-				size_t n = strlen(text);
-
-				text = realloc(text, n + 2);
-				if (text) {
-					text[n] = '\n';
-					text[n + 1] = '\0';
-				}
-			}
-			if (text)
-				http_respond(op->req, status, JSON_TYPE, text, strlen(text));
-			else
-				http_respond(op->req, 500, JSON_TYPE, oom, sizeof(oom) - 1);
-		} else {
-			/* The RPC call itself succeeded: the outcome, good or
-			 * not, is in the payload. */
-			struct rpc_serve_reply r = { .error = RPC_E_NONE };
-
-			if (text) {
-				r.result = (const uint8_t *)text;
-				r.result_len = strlen(text);
-			} else {
-				r.error = RPC_E_REMOTE_ERROR;
-				r.message = "out of memory";
-			}
-			op->reply(op->reply_ctx, &r);
-		}
+	if (op->cancelled) {
+		json_decref(body);
+		op_free(op);
+		return;
 	}
+	if (op->origin == FROM_HTTP) {
+		api_respond_json(op->req, status, body, NULL);
+		op_free(op);
+		return;
+	}
+	/* The RPC call itself succeeded: the outcome, good or not, is in
+	 * the payload. */
+	text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+	json_decref(body);
+	if (text) {
+		r.result = (const uint8_t *)text;
+		r.result_len = strlen(text);
+	} else {
+		r.error = RPC_E_REMOTE_ERROR;
+		r.message = "out of memory";
+	}
+	op->reply(op->reply_ctx, &r);
 	free(text);
 	op_free(op);
 }
@@ -735,10 +725,7 @@ static void forward(struct sqlop *op)
 	}
 	for (size_t i = 0; i < op->ntried; i++)
 		exclude[i] = op->tried[i];
-	agent_regions_invalidate(s->a);
-	rc = region_choose(agent_regions(s->a), &target,
-			   randombytes_random() | (uint64_t)randombytes_random() << 32, exclude,
-			   op->ntried, &ch);
+	rc = agent_choose(s->a, &target, exclude, op->ntried, &ch);
 	if (rc == REGION_ERR_EXHAUSTED) {
 		op_fail(op, "unavailable", NULL, "no primary-region node took the write (%zu tried; "
 			"it did not run)", op->ntried);
@@ -920,16 +907,16 @@ void sqlfront_http(struct sqlfront *s, struct http_request *req,
 	struct sqlop *op;
 	char err[256];
 
-	static const char busy[] = "{\"error\":{\"code\":\"overloaded\",\"message\":"
-				   "\"too many SQL requests in flight\"}}\n";
-
 	if (s->inflight >= SQL_INFLIGHT_MAX) {
-		http_respond_ex(req, 429, JSON_TYPE, "Retry-After: 1\r\n", busy, sizeof(busy) - 1);
+		api_respond_json(req, 429,
+				 json_pack("{s:{s:s,s:s}}", "error", "code", "overloaded",
+					   "message", "too many SQL requests in flight"),
+				 "Retry-After: 1\r\n");
 		return;
 	}
 	op = op_new(s);
 	if (op == NULL) {
-		http_respond(req, 500, JSON_TYPE, "{}\n", 3);
+		api_respond_json(req, 500, NULL, NULL);	/* out of memory */
 		return;
 	}
 	op->origin = FROM_HTTP;
