@@ -113,13 +113,22 @@ new_leader_after() {
 	return 1
 }
 ms() { date +%s%3N; }
+# hook_started NODE TERM: the --on-leader of that leadership has written
+# its start line; its pid goes to HOOKPID.
+hook_started() {
+	hookpid=$(awk -v n="$1" -v t="$2" '$1 == "start" && $2 == n && $3 == t {print $4}' \
+		"$hooklog" | tail -n 1)
+	[ -n "$hookpid" ]
+}
 
 # --- kill -9, ten times ---
 kill_ok=0 kill_max=0 hooks_dead=0
 for i in $(seq 1 10); do
 	agents_wait_until 15 current_leader || { fail "kill -9 round $i: no agreed leader"; continue; }
 	old=$LEADER old_term=$TERM_NOW
-	hookpid=$(awk -v n="$old" -v t="$old_term" '$1 == "start" && $2 == n && $3 == t {print $4}' "$hooklog" | tail -n 1)
+	# The hook starts with the leadership but writes its line a moment
+	# later (more on a loaded machine): wait for it before the kill.
+	agents_wait_until 5 hook_started "$old" "$old_term" || true
 	t0=$(ms)
 	agents_signal "$old" KILL
 	agents_wait_exit "$old" 5 || true
