@@ -311,7 +311,7 @@ static void op_announce(void *ctx, enum election_ann_state state, uint64_t term,
 	a.since_wall_ms = x->since_wall;
 	rc = election_announce_encode(&a, buf);
 	if (rc > 0)
-		rc = gossip_set_user(x->env.g, ELECTION_USER_KEY, buf, sizeof(buf), now);
+		rc = gossip_set_user_fanout(x->env.g, ELECTION_USER_KEY, buf, sizeof(buf), now);
 	if (rc < 0) {
 		LOG(LOG_ERROR, "election", "cannot gossip our %s announcement (term %llu): %s",
 		    state == ELECTION_ANN_LEADING ? "leading" : "released",

@@ -902,6 +902,29 @@ static void bcast_push(struct gossip *g, struct bcast *b)
 	g->queue[g->qlen++] = b;
 }
 
+/* The message builders point into @m: a queued copy re-points them at
+ * its own storage (the member may change or go before it is sent). */
+static void alive_msg(struct gossip_msg *msg, const struct gossip_member *m)
+{
+	msg->type = GOSSIP_MSG_ALIVE;
+	msg->u.alive.node = bytes_of(m->name);
+	msg->u.alive.incarnation = m->incarnation;
+	msg->u.alive.id = m->id;
+	msg->u.alive.addr = bytes_of(m->addr);
+	msg->u.alive.tags = m->tags;
+}
+
+static void user_msg(struct gossip_msg *msg, const struct gossip_member *m,
+		     const struct user_slot *u)
+{
+	msg->type = GOSSIP_MSG_USER;
+	msg->u.user.origin = bytes_of(m->name);
+	msg->u.user.key = bytes_of(u->key);
+	msg->u.user.version = u->version;
+	msg->u.user.id = m->id;
+	msg->u.user.data = (struct gossip_bytes){ .ptr = (const char *)u->data, .len = u->len };
+}
+
 static void queue_alive(struct gossip *g, const struct gossip_member *m)
 {
 	struct bcast *b = bcast_new(g, BCAST_MEMBER, m->name, NULL);
@@ -909,12 +932,9 @@ static void queue_alive(struct gossip *g, const struct gossip_member *m)
 	if (!b)
 		return;
 	snprintf(b->aux, sizeof(b->aux), "%s", m->addr);
-	b->msg.type = GOSSIP_MSG_ALIVE;
+	alive_msg(&b->msg, m);
 	b->msg.u.alive.node = bytes_of(b->node);
-	b->msg.u.alive.incarnation = m->incarnation;
-	b->msg.u.alive.id = m->id;
 	b->msg.u.alive.addr = bytes_of(b->aux);
-	b->msg.u.alive.tags = m->tags;
 	bcast_push(g, b);
 }
 
@@ -960,12 +980,10 @@ static void queue_user(struct gossip *g, const struct gossip_member *m, const st
 	if (!b)
 		return;
 	memcpy(b->data, u->data, u->len);
-	b->msg.type = GOSSIP_MSG_USER;
+	user_msg(&b->msg, m, u);
 	b->msg.u.user.origin = bytes_of(b->node);
 	b->msg.u.user.key = bytes_of(b->key);
-	b->msg.u.user.version = u->version;
-	b->msg.u.user.id = m->id;
-	b->msg.u.user.data = (struct gossip_bytes){ .ptr = (const char *)b->data, .len = u->len };
+	b->msg.u.user.data.ptr = (const char *)b->data;
 	bcast_push(g, b);
 }
 
@@ -1040,15 +1058,41 @@ static void send_msgs(struct gossip *g, const char *addr, const char *to,
 	send_encoded(g, addr, to);
 }
 
-/* Sends @msg alone: for one-shot fan-outs to every member.  Piggybacking
- * there would spend each queued item's whole retransmit budget on the
- * first few members in table order, and none of it on the rest. */
+/* Sends @msgs alone, in order and in as few packets as they fit in: for
+ * one-shot fan-outs to every member.  Piggybacking there would spend each
+ * queued item's whole retransmit budget on the first few members in table
+ * order, and none of it on the rest. */
 static void send_alone(struct gossip *g, const char *addr, const char *to,
-		       const struct gossip_msg *msg)
+		       const struct gossip_msg *msgs, size_t n)
 {
-	gossip_encoder_reset(g->enc);
-	if (gossip_encoder_add(g->enc, msg) == 0)
+	size_t i = 0;
+
+	while (i < n) {
+		gossip_encoder_reset(g->enc);
+		while (i < n && gossip_encoder_add(g->enc, &msgs[i]) == 0)
+			i++;
+		if (gossip_encoder_count(g->enc) == 0)
+			return;  /* a message no packet holds: the encoder refused it */
 		send_encoded(g, addr, to);
+	}
+}
+
+/* @msgs alone to every other member that is alive (or suspect too, when
+ * @suspects): the way news that must not wait for the epidemic goes out.
+ * Gossip alone, with memberlist's retransmit limit, misses a given member
+ * with probability about e^-limit (2% in small clusters, far more when
+ * some of the few transmits go to a member that is down) and leaves it to
+ * push-pull, seconds later.  Callers queue the same news too: gossip
+ * covers the datagrams lost. */
+static void fanout_alone(struct gossip *g, const struct gossip_msg *msgs, size_t n,
+			 bool suspects)
+{
+	for (size_t i = 0; i < g->count; i++) {
+		struct gossip_member *m = g->members[i];
+
+		if (m != g->self && (m->status == GOSSIP_ALIVE || (suspects && is_live(m->status))))
+			send_alone(g, m->addr, m->name, msgs, n);
+	}
 }
 
 static void send_ack(struct gossip *g, enum gossip_msg_type type, uint32_t seq,
@@ -2147,25 +2191,13 @@ static uint64_t pushpull_interval(const struct gossip *g)
 }
 
 /* A joiner tells every member it just learned about that it exists, the
- * way a leaver says goodbye: all of them know within one round trip, and
- * gossip covers the datagrams lost.  (Gossip alone, with memberlist's
- * retransmit limit, misses a given member with probability about
- * e^-limit, 2% in small clusters, and leaves it to push-pull.) */
+ * way a leaver says goodbye: all of them know within one round trip. */
 static void announce_self(struct gossip *g)
 {
-	struct gossip_msg msg = { .type = GOSSIP_MSG_ALIVE };
+	struct gossip_msg msg;
 
-	msg.u.alive.node = bytes_of(g->self->name);
-	msg.u.alive.incarnation = g->self->incarnation;
-	msg.u.alive.id = g->self->id;
-	msg.u.alive.addr = bytes_of(g->self->addr);
-	msg.u.alive.tags = g->self->tags;
-	for (size_t i = 0; i < g->count; i++) {
-		struct gossip_member *m = g->members[i];
-
-		if (m != g->self && m->status == GOSSIP_ALIVE)
-			send_alone(g, m->addr, m->name, &msg);
-	}
+	alive_msg(&msg, g->self);
+	fanout_alone(g, &msg, 1, false);
 }
 
 static struct pending_stream *stream_find(struct gossip *g, uint64_t id)
@@ -2230,12 +2262,7 @@ static void dead_fanout(struct gossip *g, const struct gossip_member *dead)
 	msg.u.dead.incarnation = dead->incarnation;
 	msg.u.dead.id = dead->id;
 	msg.u.dead.from = bytes_of(g->self->name);
-	for (size_t i = 0; i < g->count; i++) {
-		struct gossip_member *m = g->members[i];
-
-		if (m != g->self && m->status == GOSSIP_ALIVE)
-			send_alone(g, m->addr, m->name, &msg);
-	}
+	fanout_alone(g, &msg, 1, false);
 }
 
 static void relays_expire(struct gossip *g, uint64_t now)
@@ -2577,12 +2604,7 @@ void gossip_leave(struct gossip *g, uint64_t now)
 	queue_leave(g, g->self);
 	leave_msg(&msg, g->self);
 	/* Everybody hears it within one round trip, gossip covers losses. */
-	for (size_t i = 0; i < g->count; i++) {
-		struct gossip_member *m = g->members[i];
-
-		if (m != g->self && is_live(m->status))
-			send_alone(g, m->addr, m->name, &msg);
-	}
+	fanout_alone(g, &msg, 1, true);
 	deadline_update(g);
 }
 
@@ -2605,12 +2627,11 @@ int gossip_set_tags(struct gossip *g, const struct gossip_tags *tags, uint64_t n
 	return 0;
 }
 
-int gossip_set_user(struct gossip *g, const char *key, const void *data, size_t len,
-		    uint64_t now)
+static int set_user(struct gossip *g, const char *key, const void *data, size_t len,
+		    bool fanout)
 {
 	struct user_slot *u;
 
-	(void)now;
 	if (!key || !gossip_token_valid(key, strlen(key), GOSSIP_USER_KEY_MAX) || (len && !data))
 		return -EINVAL;
 	if (len > GOSSIP_USER_DATA_MAX)
@@ -2624,8 +2645,31 @@ int gossip_set_user(struct gossip *g, const char *key, const void *data, size_t 
 		memcpy(u->data, data, len);
 	if (!g->leaving)
 		queue_user(g, g->self, u);
+	if (fanout && !g->leaving) {
+		struct gossip_msg msgs[2];
+
+		/* Our alive first: a member that missed our restart would
+		 * otherwise drop the data of a process it does not know yet. */
+		alive_msg(&msgs[0], g->self);
+		user_msg(&msgs[1], g->self, u);
+		fanout_alone(g, msgs, 2, true);
+	}
 	deadline_update(g);
 	return 0;
+}
+
+int gossip_set_user(struct gossip *g, const char *key, const void *data, size_t len,
+		    uint64_t now)
+{
+	(void)now;
+	return set_user(g, key, data, len, false);
+}
+
+int gossip_set_user_fanout(struct gossip *g, const char *key, const void *data, size_t len,
+			   uint64_t now)
+{
+	(void)now;
+	return set_user(g, key, data, len, true);
 }
 
 /* ------------------------------------------------------------------ */

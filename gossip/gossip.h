@@ -241,6 +241,16 @@ int gossip_set_tags(struct gossip *g, const struct gossip_tags *tags, uint64_t n
  */
 int gossip_set_user(struct gossip *g, const char *key, const void *data, size_t len,
 		    uint64_t now);
+/*
+ * As gossip_set_user(), and also sends our alive and the new data at once
+ * to every live member, one packet each, the way a leave goes out: for
+ * rare news that must reach everyone within a round trip rather than by
+ * the epidemic, which with a small retransmit limit can miss a member
+ * until the next push-pull (a leader change is such news).  O(members)
+ * packets per call: not for data that changes often.
+ */
+int gossip_set_user_fanout(struct gossip *g, const char *key, const void *data, size_t len,
+			   uint64_t now);
 
 /* ------------------------------------------------------------------ */
 /* The membership view                                                 */
