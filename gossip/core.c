@@ -2623,6 +2623,12 @@ int gossip_set_tags(struct gossip *g, const struct gossip_tags *tags, uint64_t n
 	g->self->tags = *tags;
 	self_bump(g, 0);
 	queue_alive(g, g->self);
+	/* Tags change rarely, and their news (a leaving member) must not
+	 * wait for the epidemic. */
+	struct gossip_msg msg;
+
+	alive_msg(&msg, g->self);
+	fanout_alone(g, &msg, 1, true);
 	deadline_update(g);
 	return 0;
 }

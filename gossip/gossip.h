@@ -226,7 +226,9 @@ uint64_t gossip_join(struct gossip *g, const char *addr, uint64_t now);
 void gossip_leave(struct gossip *g, uint64_t now);
 bool gossip_leave_done(const struct gossip *g, uint64_t now);
 
-/* Replaces our tags (copied); bumps our incarnation and spreads them. */
+/* Replaces our tags (copied); bumps our incarnation, sends our alive at
+ * once to every live member (as a leave goes out: tags change rarely, and
+ * news such as "leaving" must not wait for the epidemic) and gossips it. */
 int gossip_set_tags(struct gossip *g, const struct gossip_tags *tags, uint64_t now);
 
 /*

@@ -1549,6 +1549,30 @@ static bool cond_all_have_user(struct fakenet *f, void *ctx)
 	return true;
 }
 
+/* Every running node sees node @node's tag "round" = @value. */
+struct tag_ctx {
+	size_t node;
+	char value[16];
+};
+
+static bool cond_all_see_tag(struct fakenet *f, void *ctx)
+{
+	struct tag_ctx *tc = ctx;
+
+	for (size_t i = 0; i < fakenet_size(f); i++) {
+		const struct gossip_member *m;
+		const char *v;
+
+		if (i == tc->node || !fakenet_running(f, i))
+			continue;
+		m = gossip_member_find(fakenet_core(f, i), fakenet_name(f, tc->node));
+		v = m ? gossip_tags_get(gossip_member_tags(m), "round") : NULL;
+		if (!v || strcmp(v, tc->value) != 0)
+			return false;
+	}
+	return true;
+}
+
 /* Drops every packet to n4 that carries n3's alive while @ctx is true. */
 static bool drop_alive_n3_to_4(void *ctx, size_t from, size_t to, const struct gossip_packet *p)
 {
@@ -1572,6 +1596,7 @@ static bool drop_alive_n3_to_4(void *ctx, size_t from, size_t to, const struct g
  * that way.  gossip_set_user_fanout() reaches every live member within
  * one trip, and carries our alive first, so that a member that missed
  * our restart takes the data of the process it has not heard of yet.
+ * gossip_set_tags() sends our alive the same way.
  */
 START_TEST(test_user_fanout)
 {
@@ -1606,6 +1631,16 @@ START_TEST(test_user_fanout)
 			      "round %u: a live member missed the fanned-out data", r);
 		if (fakenet_now(f) - t0 > worst)
 			worst = fakenet_now(f) - t0;
+		/* Tags (a "leaving" mark, say) go out the same way. */
+		struct gossip_tags tags = *gossip_member_tags(self);
+		struct tag_ctx tc = { .node = 2 };
+
+		snprintf(tc.value, sizeof(tc.value), "%u", r);
+		ck_assert_int_eq(gossip_tags_set(&tags, "round", tc.value), 0);
+		t0 = fakenet_now(f);
+		ck_assert_int_eq(gossip_set_tags(fakenet_core(f, 2), &tags, t0), 0);
+		ck_assert_msg(fakenet_run_until_cond(f, t0 + 5, cond_all_see_tag, &tc),
+			      "round %u: a live member missed the new tags", r);
 		fakenet_restart(f, 1, 0);
 		ck_assert(fakenet_run_until_cond(f, fakenet_now(f) + 10000, cond_converged, NULL));
 		fakenet_run_for(f, 500);
