@@ -559,8 +559,11 @@ static void changes_metrics(FILE *f, struct changes *ch)
 	metric_one(f, "meridian_changes_stale_total", "counter",
 		   "Batches refused from a deposed leader's older term.", s.stale);
 	metric_one(f, "meridian_replication_changes_too_large_total", "counter",
-		   "Single changes larger than a transport frame: logged, not fanned out.",
-		   s.too_large);
+		   "Single changes larger than a transport frame even without their values: "
+		   "logged, not fanned out.", s.too_large);
+	metric_one(f, "meridian_replication_values_omitted_total", "counter",
+		   "Values left out of changes too large to fan out whole (named in "
+		   "\"omitted\").", s.values_omitted);
 	metric_head(f, "meridian_on_change_events_total", "counter",
 		    "Change events for the --on-change command, by outcome (dropped: it was "
 		    "not running, or too slow).");

@@ -94,6 +94,7 @@ struct changes {
 	uint64_t max_term;
 
 	uint64_t txns_in, events_in, pauses, delivered, duplicates, stale, slot_busy, too_large;
+	uint64_t values_omitted;
 };
 
 /* ------------------------------------------------------------------ */
@@ -340,6 +341,8 @@ static void on_message(void *ctx, uint64_t lsn, const uint8_t *data, size_t len)
 	char lsntext[LSN_STR_MAX], err[200];
 	json_t *ev;
 	char *s;
+	size_t omitted;
+	int rc;
 
 	if (pgoutput_decode(c->dec, data, len, &m) != 0) {
 		LOG_RATELIMITED(LOG_ERROR, "changes", "undecodable pgoutput message at %llX: %s; "
@@ -386,16 +389,22 @@ static void on_message(void *ctx, uint64_t lsn, const uint8_t *data, size_t len)
 					"%s (skipped)", lsntext, err);
 			break;
 		}
-		s = json_dumps(ev, JSON_COMPACT);
+		rc = pgoutput_change_dump(ev, CHANGES_PART_BYTES, &s, &omitted);
 		json_decref(ev);
-		if (s && strlen(s) > CHANGES_PART_BYTES) {
-			/* One row larger than a frame cannot travel: said, counted. */
+		if (rc == -EMSGSIZE) {
+			/* Even without its values it cannot travel: said, counted. */
 			c->too_large++;
 			LOG_RATELIMITED(LOG_ERROR, "changes", "a change at %s in transaction %u is "
-					"%zu bytes, more than %u: not fanned out (counted)",
-					lsntext, c->xid, strlen(s), CHANGES_PART_BYTES);
-			free(s);
+					"more than %u bytes even without its values: not fanned "
+					"out (counted)", lsntext, c->xid, CHANGES_PART_BYTES);
 			break;
+		}
+		if (omitted) {
+			c->values_omitted += omitted;
+			LOG_RATELIMITED(LOG_WARNING, "changes", "a change at %s in transaction %u "
+					"was over %u bytes: %zu value(s) left out, named in "
+					"\"omitted\" (counted)", lsntext, c->xid,
+					CHANGES_PART_BYTES, omitted);
 		}
 		if (s && c->cur_len + strlen(s) + 1 > CHANGES_PART_BYTES)
 			txn_part(c, c->final_lsn, 0, false);
@@ -845,6 +854,7 @@ void changes_stats_get(const struct changes *c, struct changes_stats *out)
 		.duplicates = c->duplicates,
 		.stale = c->stale,
 		.too_large = c->too_large,
+		.values_omitted = c->values_omitted,
 		.lag_seconds = lag,
 	};
 	if (c->onchange) {

@@ -24,8 +24,10 @@
  * bounded memory, never unbounded.
  *
  * A transaction larger than CHANGES_PART_BYTES travels in parts, cut the
- * same way by every leader; a single change larger than that cannot travel
- * (one RPC frame is ~1 MiB): it is logged and counted, not sent.
+ * same way by every leader.  A single change larger than that cannot
+ * travel whole (one RPC frame is ~1 MiB): its largest values are left out
+ * and named in "omitted" (pgoutput_change_dump()), so subscribers still
+ * learn of the change and its key and can read the row again.
  *
  * Member side.  changes.deliver carries the leader's term and
  * transactions (or parts), each with its commit LSN and part number; a batch from a term below one
@@ -77,6 +79,7 @@ struct changes_stats {
 	uint64_t slot_busy, pauses;
 	uint64_t delivered, duplicates, stale;   /* member side */
 	uint64_t too_large;                   /* leader: single changes over a part, not sent */
+	uint64_t values_omitted;              /* leader: values left out to fit a part */
 	double lag_seconds;                   /* leader: age of the oldest unconfirmed commit */
 	uint64_t onchange_written, onchange_dropped;   /* --on-change */
 };

@@ -820,3 +820,128 @@ fail:
 	json_decref(o);
 	return rc;
 }
+
+/* A value pgoutput_change_dump() may leave out, and what that saves. */
+struct omit_cand {
+	json_t *obj;
+	const char *key;
+	size_t saves;
+};
+
+static int cand_cmp(const void *a, const void *b)
+{
+	const struct omit_cand *x = a, *y = b;
+
+	return x->saves < y->saves ? 1 : x->saves > y->saves ? -1 : 0;
+}
+
+/* Appends @ev's string values of "new" and "old" to @v (room for all). */
+static size_t omit_candidates(json_t *ev, struct omit_cand *v)
+{
+	static const char *const parts[] = { "new", "old" };
+	size_t n = 0;
+
+	for (size_t p = 0; p < 2; p++) {
+		json_t *obj = json_object_get(ev, parts[p]), *val;
+		const char *key;
+
+		json_object_foreach(obj, key, val) {
+			char *one;
+
+			if (!json_is_string(val))
+				continue;
+			/* The value's JSON, its key's and the punctuation, less the
+			 * key named again in "omitted". */
+			one = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY);
+			v[n++] = (struct omit_cand){ .obj = obj, .key = key,
+						     .saves = one ? strlen(one) + 2 : 0 };
+			free(one);
+		}
+	}
+	return n;
+}
+
+/* Names @key in @ev's "omitted" (once) and removes it from @obj. */
+static int omit(json_t *ev, json_t *obj, const char *key)
+{
+	json_t *names = json_object_get(ev, "omitted"), *name;
+	size_t i;
+	bool named = false;
+
+	if (!names) {
+		names = json_array();
+		if (!names || json_object_set_new(ev, "omitted", names))
+			return -ENOMEM;
+	}
+	json_array_foreach(names, i, name)
+		named = named || strcmp(json_string_value(name), key) == 0;
+	if (!named && json_array_append_new(names, json_string(key)))
+		return -ENOMEM;
+	return json_object_del(obj, key) == 0 ? 0 : -ENOMEM;
+}
+
+int pgoutput_change_dump(json_t *ev, size_t limit, char **out, size_t *omitted)
+{
+	struct omit_cand *v = NULL;
+	size_t n = 0, len, next = 0, left = 0;
+	char *s;
+	int rc = 0;
+
+	*out = NULL;
+	*omitted = 0;
+	s = json_dumps(ev, JSON_COMPACT);
+	if (!s)
+		return -ENOMEM;
+	len = strlen(s);
+	if (len <= limit) {
+		*out = s;
+		return 0;
+	}
+	free(s);
+	s = NULL;
+	n = json_object_size(json_object_get(ev, "new")) +
+	    json_object_size(json_object_get(ev, "old"));
+	v = n ? calloc(n, sizeof(*v)) : NULL;
+	if (n && !v)
+		return -ENOMEM;
+	n = v ? omit_candidates(ev, v) : 0;
+	qsort(v, n, sizeof(*v), cand_cmp);
+	/* Largest first, as many as the estimate says; then dump and check,
+	 * one more at a time while it still does not fit (the estimate
+	 * ignores the "omitted" key itself).  Keys are copied: omit() frees
+	 * them with their values. */
+	while (rc == 0) {
+		left = len;
+		while (next < n && left > limit) {
+			char *key = strdup(v[next].key);
+
+			left -= v[next].saves < left ? v[next].saves : left;
+			rc = key ? omit(ev, v[next].obj, key) : -ENOMEM;
+			free(key);
+			next++;
+			if (rc)
+				break;
+		}
+		if (rc)
+			break;
+		s = json_dumps(ev, JSON_COMPACT);
+		if (!s) {
+			rc = -ENOMEM;
+			break;
+		}
+		len = strlen(s);
+		if (len <= limit)
+			break;
+		free(s);
+		s = NULL;
+		if (next >= n)
+			rc = -EMSGSIZE;
+		else
+			len = limit + 1;  /* one more, then check again */
+	}
+	free(v);
+	*omitted = next;
+	if (rc == 0)
+		*out = s;
+	return rc;
+}

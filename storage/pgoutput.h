@@ -89,7 +89,8 @@
  * "table" is namespace "." name, unquoted ("pg_catalog" for the empty
  * namespace).  Values are strings (the text form) or null.  An unchanged
  * TOAST value is left out of its object and named in "unchanged" (only
- * for "new"; the key is absent when there are none).  "new" is present
+ * for "new"; the key is absent when there are none); pgoutput_change_dump()
+ * may leave out values too large to travel, named in "omitted".  "new" is present
  * for insert and update; "old" for delete, and for an update that sent an
  * old tuple: an 'O' tuple gives every column, a 'K' tuple only the
  * replica identity columns (the others are sent as null: they are not
@@ -268,5 +269,17 @@ int64_t pgoutput_time_to_unix_us(int64_t pg_us);
  */
 int pgoutput_change_json(const struct pgoutput_msg *m, const char *lsn, uint32_t xid,
 			 int64_t commit_time_us, json_t **out, char *err, size_t errlen);
+
+/*
+ * The compact JSON text of the event @ev (from pgoutput_change_json()) in
+ * at most @limit bytes: when it is larger, its largest values are left
+ * out of "new" and "old", largest first, and their columns named in
+ * "omitted" (once each), until it fits.  A subscriber that needs them
+ * reads the row again by its key.  On success *@out is the text (the
+ * caller frees it) and *@omitted the number of values left out; @ev is
+ * changed only when some were.  Returns 0, -EMSGSIZE (it does not fit
+ * even without its values; @ev has lost them) or -ENOMEM.
+ */
+int pgoutput_change_dump(json_t *ev, size_t limit, char **out, size_t *omitted);
 
 #endif

@@ -12,7 +12,8 @@
 # under its name).  Then every change must have reached both regions: the
 # events, replayed in the order received, must rebuild exactly the table
 # the primary holds (every committed insert, update and delete, in commit
-# order per row; a final transaction of several MiB travels in parts), and
+# order per row; a final transaction of several MiB travels in parts; a
+# 1 MiB row arrives without its large value, named in "omitted"), and
 # the Postgres log must show no storm of 55006
 # ("replication slot is active for PID"): at most a few per handoff.
 #
@@ -169,6 +170,28 @@ onchange_ok() {
 	replay "$AGENTS_DIR/onchange-s1.jsonl" 2>/dev/null | cmp -s - "$AGENTS_DIR/table.txt"
 }
 check "s1's --on-change command received every change too" agents_wait_until 30 onchange_ok
+# A row too large to travel whole (a 1 MiB value) still reaches every
+# region: without that value, which is named in "omitted".
+psql_p "create table big (id int primary key, blob text, note text);
+	insert into big values (1, repeat('x', 1048576), 'small')" >/dev/null
+big_seen() {
+	python3 - "$AGENTS_DIR/watch-$1.jsonl" <<'EOF'
+import json, sys
+for line in open(sys.argv[1]):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if e.get("table") == "public.big" and e.get("op") == "insert":
+        n = e.get("new", {})
+        sys.exit(0 if n.get("id") == "1" and n.get("note") == "small" and "blob" not in n
+                 and e.get("omitted") == ["blob"] else 1)
+sys.exit(1)
+EOF
+}
+big_everywhere() { big_seen f1 && big_seen s1; }
+check "a 1 MiB row reaches fra and syd, its large value named in \"omitted\"" \
+	agents_wait_until 20 big_everywhere
 busy=$(grep -c "is active for PID" "$AGENTS_DIR/pg/log" 2>/dev/null || true)
 check "no 55006 storm in the Postgres log ($busy over $handoffs handoffs)" \
 	test "${busy:-0}" -le $((handoffs * 5))

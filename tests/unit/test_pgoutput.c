@@ -1224,6 +1224,87 @@ START_TEST(test_json)
 }
 END_TEST
 
+/* A string of @n bytes of @c, as a JSON value. */
+static json_t *filled(size_t n, char c)
+{
+	char *b = malloc(n);
+	json_t *j;
+
+	ck_assert_ptr_nonnull(b);
+	memset(b, c, n);
+	j = json_stringn(b, n);
+	free(b);
+	ck_assert_ptr_nonnull(j);
+	return j;
+}
+
+/* Values too large to travel are left out, largest first, and named. */
+START_TEST(test_dump)
+{
+	const size_t limit = 512u << 10;
+	json_t *ev = json_loads("{\"lsn\":\"0/1\",\"xid\":7,\"table\":\"public.t\",\"op\":\"update\","
+				"\"new\":{\"id\":\"1\",\"c\":\"x\",\"n\":null},\"old\":{\"id\":\"1\"}}",
+				0, NULL);
+	json_t *names;
+	size_t omitted = 99;
+	char *s = NULL;
+
+	ck_assert_ptr_nonnull(ev);
+	/* Small: as it is, nothing named. */
+	ck_assert_int_eq(pgoutput_change_dump(ev, limit, &s, &omitted), 0);
+	ck_assert_uint_eq(omitted, 0);
+	ck_assert_ptr_null(strstr(s, "omitted"));
+	free(s);
+
+	/* a: 600 KiB in new and old, b: 300 KiB: a goes from both, b stays. */
+	json_object_set_new(json_object_get(ev, "new"), "a", filled(600u << 10, 'a'));
+	json_object_set_new(json_object_get(ev, "old"), "a", filled(600u << 10, 'a'));
+	json_object_set_new(json_object_get(ev, "new"), "b", filled(300u << 10, 'b'));
+	ck_assert_int_eq(pgoutput_change_dump(ev, limit, &s, &omitted), 0);
+	ck_assert_uint_eq(omitted, 2);
+	ck_assert_uint_le(strlen(s), limit);
+	free(s);
+	names = json_object_get(ev, "omitted");
+	ck_assert_uint_eq(json_array_size(names), 1);
+	ck_assert_str_eq(json_string_value(json_array_get(names, 0)), "a");
+	ck_assert_ptr_null(json_object_get(json_object_get(ev, "new"), "a"));
+	ck_assert_ptr_null(json_object_get(json_object_get(ev, "old"), "a"));
+	ck_assert_uint_eq(json_string_length(json_object_get(json_object_get(ev, "new"), "b")),
+			  300u << 10);
+	ck_assert_str_eq(json_string_value(json_object_get(json_object_get(ev, "new"), "id")), "1");
+
+	/* Escapes count: 100 KiB of control bytes is 600 KiB of JSON. */
+	json_object_set_new(json_object_get(ev, "new"), "ctl", filled(100u << 10, '\x01'));
+	ck_assert_int_eq(pgoutput_change_dump(ev, limit, &s, &omitted), 0);
+	ck_assert_uint_eq(omitted, 1);
+	ck_assert_uint_le(strlen(s), limit);
+	ck_assert_ptr_null(json_object_get(json_object_get(ev, "new"), "ctl"));
+	ck_assert_uint_eq(json_array_size(json_object_get(ev, "omitted")), 2);
+	free(s);
+
+	/* Many middling values: the largest go first, and only as many as must. */
+	for (int i = 0; i < 60; i++) {
+		char key[16];
+
+		snprintf(key, sizeof(key), "m%02d", i);
+		json_object_set_new(json_object_get(ev, "new"), key, filled(16u << 10, 'm'));
+	}
+	ck_assert_int_eq(pgoutput_change_dump(ev, limit, &s, &omitted), 0);
+	ck_assert_uint_le(strlen(s), limit);
+	ck_assert_uint_ge(strlen(s), limit - (40u << 10));
+	/* b (300 KiB) first, then 28 or 29 of 60 x 16 KiB. */
+	ck_assert_ptr_null(json_object_get(json_object_get(ev, "new"), "b"));
+	ck_assert_uint_ge(omitted, 29);
+	ck_assert_uint_le(omitted, 31);
+	free(s);
+
+	/* Cannot fit even without values. */
+	ck_assert_int_eq(pgoutput_change_dump(ev, 16, &s, &omitted), -EMSGSIZE);
+	ck_assert_ptr_null(s);
+	json_decref(ev);
+}
+END_TEST
+
 static Suite *pgoutput_suite(void)
 {
 	Suite *s = suite_create("pgoutput");
@@ -1237,6 +1318,7 @@ static Suite *pgoutput_suite(void)
 	tcase_add_test(tc, test_bitflips);
 	tcase_add_test(tc, test_time);
 	tcase_add_test(tc, test_json);
+	tcase_add_test(tc, test_dump);
 	suite_add_tcase(s, tc);
 	return s;
 }
