@@ -1,6 +1,6 @@
 /*
- * tests/fuzz/fuzz_pgoutput.c - libFuzzer target for pgoutput_decode() and
- * pgoutput_change_json().
+ * tests/fuzz/fuzz_pgoutput.c - libFuzzer target for pgoutput_decode(),
+ * pgoutput_change_json() and pgoutput_change_dump().
  *
  * The input is a stream of messages, each a 2-byte big-endian length and
  * that many bytes (a length past the end takes what is left), decoded in
@@ -76,7 +76,16 @@ static void check_json(const struct pgoutput_msg *m)
 	s = json_dumps(j, JSON_COMPACT);
 	if (!s)
 		abort();
+	/* Squeezed to a bound a little under its size: it fits, or says it
+	 * cannot, and never goes over. */
+	size_t limit = strlen(s) * 3 / 4, omitted;
+	char *fit = NULL;
+
 	free(s);
+	rc = pgoutput_change_dump(j, limit, &fit, &omitted);
+	if ((rc == 0 && (!fit || strlen(fit) > limit)) || (rc != 0 && (rc != -EMSGSIZE || fit)))
+		abort();
+	free(fit);
 	json_decref(j);
 }
 
