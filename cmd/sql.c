@@ -475,6 +475,10 @@ static void stmt_failed(struct sqlop *op, const struct pgconn_reply *r, const ch
 			op_fail(op, "timeout", NULL, "no answer from %s within %u ms", where,
 				op->timeout_ms);
 		break;
+	case -EFBIG:
+		op_fail(op, "result_too_large", NULL, "%s from %s%s", r->error, where,
+			op->write ? " (the write may or may not have committed)" : "");
+		break;
 	case -ECONNRESET:
 		if (op->write) {
 			op_fail(op, "outcome_unknown", r->sqlstate, "the connection to %s was lost "
@@ -1031,6 +1035,10 @@ static struct pgpool *pool_open(struct sqlfront *s, const char *url, const char 
 		 * connection was dropped): the server stops them too. */
 		.statement_timeout_ms = TIMEOUT_MS_MAX,
 		.connect_timeout_ms = 2000,
+		/* libpq would read any answer whole before sqlresult_json()
+		 * measures it: read rows only to twice the JSON bound (values
+		 * count about as they print), then drop the connection. */
+		.max_result_bytes = SQL_READ_MAX,
 		.seed = randombytes_random(),
 	};
 	char err[256] = "";

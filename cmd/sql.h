@@ -30,8 +30,9 @@
  * Bounds: the SQL text (SQL_TEXT_MAX), parameters (PGCONN_MAX_PARAMS,
  * each as text), requests in flight (SQL_INFLIGHT_MAX: overloaded past
  * it), waiters (SQL_WAITERS_MAX), the result (SQL_RESULT_MAX here, less
- * for a forwarded write: it must fit one RPC frame): past each, an
- * explicit error.
+ * for a forwarded write: it must fit one RPC frame; and no more than
+ * SQL_READ_MAX of rows is ever read from the database, whatever the
+ * statement): past each, an explicit error.
  */
 #ifndef MERIDIAN_CMD_SQL_H
 #define MERIDIAN_CMD_SQL_H
@@ -47,6 +48,7 @@
 
 #define SQL_TEXT_MAX (256 * 1024)
 #define SQL_RESULT_MAX (4 * 1024 * 1024)
+#define SQL_READ_MAX (2 * SQL_RESULT_MAX)  /* rows read from the database for one answer */
 #define SQL_INFLIGHT_MAX 1024
 #define SQL_WAITERS_MAX 4096
 #define SQL_POLL_MS 2

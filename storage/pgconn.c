@@ -87,6 +87,9 @@ struct pgconn {
 
 	PGresult *res;                /* the running query's answer so far */
 	int nres;
+	size_t max_result_bytes;      /* 0: libpq reads the whole answer */
+	PGresult *rows;               /* single-row mode: the rows so far */
+	size_t rows_bytes;            /* ... and what they count */
 
 	struct pgconn_stats stats;
 };
@@ -213,6 +216,13 @@ static void fail_waiting(struct pgconn *c, uint64_t before, int status, const ch
 /* Connection life                                                     */
 /* ------------------------------------------------------------------ */
 
+static void rows_drop(struct pgconn *c)
+{
+	PQclear(c->rows);
+	c->rows = NULL;
+	c->rows_bytes = 0;
+}
+
 /* Drops the connection (if any) without answering anyone. */
 static void conn_drop(struct pgconn *c)
 {
@@ -223,6 +233,7 @@ static void conn_drop(struct pgconn *c)
 		PQclear(c->res);
 		c->res = NULL;
 	}
+	rows_drop(c);
 	c->nres = 0;
 	c->serial = 0;
 	c->st = ST_IDLE;
@@ -255,8 +266,11 @@ static void connect_failed(struct pgconn *c, const char *why)
 	kick(c);
 }
 
-/* The connection went away.  A running query fails with @status. */
-static void conn_lost(struct pgconn *c, int status, const char *sqlstate, const char *why)
+/* The connection went away, or we drop it (then @retry_now: the server
+ * did nothing wrong, the next query connects at once).  A running query
+ * fails with @status. */
+static void conn_end(struct pgconn *c, int status, const char *sqlstate, const char *why,
+		     bool retry_now)
 {
 	char text[PGCONN_ERROR_MAX], state[6] = "";
 	struct pgq *q = c->st == ST_BUSY ? c->head : NULL;
@@ -270,7 +284,8 @@ static void conn_lost(struct pgconn *c, int status, const char *sqlstate, const 
 		queue_unlink(c, q);
 	conn_drop(c);
 	set_error(c, text);
-	backoff_arm(c);
+	if (!retry_now)
+		backoff_arm(c);
 	LOG_RATELIMITED(LOG_WARNING, COMPONENT, "connection dropped: %s", c->stats.last_error);
 	if (q)
 		answer(c, q, status, NULL, state, text, serial);
@@ -278,6 +293,11 @@ static void conn_lost(struct pgconn *c, int status, const char *sqlstate, const 
 		return;
 	arm_query_timer(c);
 	kick(c);
+}
+
+static void conn_lost(struct pgconn *c, int status, const char *sqlstate, const char *why)
+{
+	conn_end(c, status, sqlstate, why, false);
 }
 
 static void advance(struct pgconn *c);
@@ -361,6 +381,9 @@ static void send_head(struct pgconn *c)
 		return;
 	}
 	c->st = ST_BUSY;
+	/* Cannot fail right after a successful send. */
+	if (c->max_result_bytes)
+		PQsetSingleRowMode(c->sock.pg);
 	flush_and_watch(c);
 }
 
@@ -435,6 +458,67 @@ static void finish_running(struct pgconn *c)
 	kick(c);
 }
 
+/* Copies row @row of @from to the end of @to.  false: out of memory. */
+static bool row_append(PGresult *to, const PGresult *from, int row)
+{
+	int at = PQntuples(to);
+
+	for (int f = 0; f < PQnfields(from); f++) {
+		bool null = PQgetisnull(from, row, f);
+
+		if (!PQsetvalue(to, at, f, null ? NULL : PQgetvalue(from, row, f),
+				null ? -1 : PQgetlength(from, row, f)))
+			return false;
+	}
+	return true;
+}
+
+/* Single-row mode: one more row.  false when the query ended here (past
+ * the bound, or out of memory: already answered). */
+static bool rows_take(struct pgconn *c, PGresult *r)
+{
+	char text[PGCONN_ERROR_MAX];
+
+	for (int f = 0; f < PQnfields(r); f++)
+		c->rows_bytes += (size_t)PQgetlength(r, 0, f) + 8;
+	if (c->rows_bytes > c->max_result_bytes) {
+		PQclear(r);
+		snprintf(text, sizeof(text), "the answer is larger than %zu bytes: not read further",
+			 c->max_result_bytes);
+		c->stats.too_large++;
+		conn_end(c, -EFBIG, NULL, text, true);
+		return false;
+	}
+	if (!c->rows) {
+		c->rows = r;
+		return true;
+	}
+	if (!row_append(c->rows, r, 0)) {
+		PQclear(r);
+		conn_end(c, -ENOMEM, NULL, "out of memory gathering the answer's rows", true);
+		return false;
+	}
+	PQclear(r);
+	return true;
+}
+
+/* Single-row mode's last result (no rows, the command tag) with the rows
+ * gathered before it; @end itself when it is not that. */
+static PGresult *rows_finish(struct pgconn *c, PGresult *end)
+{
+	if (c->rows && PQresultStatus(end) == PGRES_TUPLES_OK) {
+		for (int i = 0; i < PQntuples(c->rows); i++) {
+			if (!row_append(end, c->rows, i)) {
+				PQclear(end);
+				end = NULL;
+				break;
+			}
+		}
+	}
+	rows_drop(c);
+	return end;
+}
+
 /* Gathers results while libpq has them without blocking. */
 static void collect(struct pgconn *c)
 {
@@ -446,6 +530,16 @@ static void collect(struct pgconn *c)
 		r = PQgetResult(c->sock.pg);
 		if (!r) {
 			finish_running(c);
+			return;
+		}
+		if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+			if (!rows_take(c, r))
+				return;
+			continue;
+		}
+		r = rows_finish(c, r);
+		if (!r) {
+			conn_end(c, -ENOMEM, NULL, "out of memory gathering the answer's rows", true);
 			return;
 		}
 		if (is_copy(PQresultStatus(r)) || ++c->nres > MAX_RESULTS) {
@@ -663,6 +757,7 @@ struct pgconn *pgconn_new(uv_loop_t *loop, const struct pgconn_config *cfg, char
 	c->connect_timeout_ms = pgsock_or_default(cfg->connect_timeout_ms, 5000);
 	c->query_timeout_ms = pgsock_or_default(cfg->query_timeout_ms, 5000);
 	c->max_queue = pgsock_or_default(cfg->max_queue, 16);
+	c->max_result_bytes = cfg->max_result_bytes;
 	c->rng = cfg->seed;
 	c->tail = &c->head;
 	backoff_init(&c->bo, pgsock_or_default(cfg->backoff_initial_ms, 100),

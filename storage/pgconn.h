@@ -38,6 +38,14 @@
  * appended to the conninfo's "options" as "-c statement_timeout=N"
  * (after the user's, so ours wins there too).
  *
+ * Result size.  With max_result_bytes set, rows are read one at a time
+ * (PQsetSingleRowMode) and counted (each value's length plus 8 bytes);
+ * past the bound the query fails with -EFBIG and the connection is
+ * dropped rather than read further (the server stops when it next
+ * writes), so an answer never takes more memory than the bound, whatever
+ * the statement.  The next query connects again at once: the server did
+ * nothing wrong.  Without it libpq reads the whole answer into memory.
+ *
  * Answers.  The callback gets a struct pgconn_reply, valid during the
  * callback only (the PGresult is freed after it returns; the caller
  * never frees it).  It is called exactly once per accepted query, always
@@ -78,6 +86,7 @@ struct pgconn_config {
 	uint32_t keepalives_count;      /* (3) */
 	uint32_t tcp_user_timeout_ms;   /* (10000) */
 	uint32_t max_queue;             /* queries waiting behind the running one (16) */
+	size_t max_result_bytes;        /* rows read for one answer (unbounded) */
 	uint32_t backoff_initial_ms;    /* first reconnect delay after a failure (100) */
 	uint32_t backoff_max_ms;        /* (5000) */
 	uint64_t seed;                  /* backoff jitter */
@@ -97,6 +106,8 @@ struct pgconn_config {
  *                 set when the server said why, e.g. 57P01);
  *   -EPROTO       an answer this module does not handle (COPY, several
  *                 statements' worth of results);
+ *   -EFBIG        the answer's rows passed max_result_bytes (the
+ *                 connection was dropped);
  *   -ENOMEM.
  */
 struct pgconn_reply {
@@ -144,6 +155,7 @@ struct pgconn_stats {
 	uint64_t failures;            /* answered with status < 0 (timeouts included) */
 	uint64_t timeouts;            /* answered -ETIMEDOUT */
 	uint64_t rejected;            /* -EAGAIN: queue full */
+	uint64_t too_large;           /* -EFBIG: answers past max_result_bytes */
 	uint32_t queued;              /* waiting now, the running one included */
 	int connected;                /* 1 when a connection is up now */
 	char last_error[PGCONN_ERROR_MAX];  /* the latest failure, "" if none */

@@ -109,6 +109,7 @@ struct pgpool *pgpool_new(uv_loop_t *loop, const struct pgpool_config *cfg, char
 	cc.query_timeout_ms = cfg->query_timeout_ms;
 	cc.statement_timeout_ms = cfg->statement_timeout_ms;
 	cc.connect_timeout_ms = cfg->connect_timeout_ms;
+	cc.max_result_bytes = cfg->max_result_bytes;
 	cc.max_queue = cfg->max_queue ? cfg->max_queue : 64;
 	rng = cfg->seed;
 	for (uint32_t i = 0; i < p->size; i++) {

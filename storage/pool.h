@@ -52,6 +52,7 @@ struct pgpool_config {
 	uint32_t query_timeout_ms;
 	uint32_t statement_timeout_ms;
 	uint32_t connect_timeout_ms;
+	size_t max_result_bytes;        /* rows read for one answer (unbounded) */
 	uint64_t seed;                  /* backoff jitter; each connection draws its own */
 };
 

@@ -124,6 +124,18 @@ check "and the primary holds them byte for byte" test \
 	"$(psql_p "select md5(string_agg(coalesce(v, '<null>'), '|' order by id)) from blobs")" = \
 	"$(python3 -c 'import json,hashlib,sys; v=json.load(open(sys.argv[1])); print(hashlib.md5("|".join("<null>" if x is None else x for x in v).encode()).hexdigest())' "$AGENTS_DIR/params.json.want")"
 
+# --- results past the bound ---
+# 4 MiB of JSON fit; 64 MiB are refused after at most 8 MiB read (the
+# connection dropped), and the next read is served at once.
+sql_from f1 "select repeat('x', 1000000) from generate_series(1, 64)"
+check "a 64 MB answer: result_too_large, exit 1 ($SQL_RC, $SQL_ERR)" bash -c \
+	'[ "$0" = 1 ] && grep -q result_too_large <<<"$1" && grep -q "not read further" <<<"$1"' \
+	"$SQL_RC" "$SQL_ERR"
+sql_from f1 "select count(*) from generate_series(1, 3)"
+check "the next read is served ($SQL_RC, $SQL_OUT $SQL_ERR)" test "$SQL_RC" = 0
+sql_from f1 "select repeat('x', 1000000) from generate_series(1, 3)"
+check "a 3 MB answer passes ($SQL_RC, $(head -c 80 <<<"$SQL_OUT") $SQL_ERR)" test "$SQL_RC" = 0
+
 # --- the replica goes away ---
 pg_stop "$AGENTS_DIR/r1"
 t0=$(date +%s%3N)

@@ -9,7 +9,9 @@
  * Covered: parameters that travel apart from the SQL (quotes, NULL,
  * unicode) and FIFO order; SQL errors with their SQLSTATE, connection
  * kept; several statements and COPY refused; a query timeout drops the
- * connection and the next query reconnects; server-side statement_timeout
+ * connection and the next query reconnects; an answer's rows bounded
+ * (max_result_bytes: gathered one by one, -EFBIG past the bound, no
+ * backoff after); server-side statement_timeout
  * and user options merged; keepalive and tcp_user_timeout options read
  * back from the socket, ours winning over the URL's, the URL's
  * application_name winning over ours; the queue bound (-EAGAIN); a
@@ -91,6 +93,9 @@ struct got {
 	int ntuples, nfields;
 	char vals[MAX_COLS][256];
 	bool nulls[MAX_COLS];
+	char last[MAX_COLS][256];     /* the last row's */
+	bool last_nulls[MAX_COLS];
+	char tag[64];                 /* the command tag */
 	uint64_t serial;
 	uint64_t at;                  /* uv_now() when answered */
 	struct pgconn *close_me;      /* closed from inside the callback */
@@ -113,9 +118,14 @@ static void on_answer(void *arg, const struct pgconn_reply *r)
 		g->ntuples = PQntuples(r->res);
 		g->nfields = PQnfields(r->res);
 		for (int i = 0; i < g->nfields && i < MAX_COLS && g->ntuples > 0; i++) {
+			int l = g->ntuples - 1;
+
 			g->nulls[i] = PQgetisnull(r->res, 0, i);
 			snprintf(g->vals[i], sizeof(g->vals[i]), "%s", PQgetvalue(r->res, 0, i));
+			g->last_nulls[i] = PQgetisnull(r->res, l, i);
+			snprintf(g->last[i], sizeof(g->last[i]), "%s", PQgetvalue(r->res, l, i));
 		}
+		snprintf(g->tag, sizeof(g->tag), "%s", PQcmdStatus((PGresult *)r->res));
 	} else {
 		ck_assert_ptr_null(r->res);
 		ck_assert_msg(r->error && *r->error, "a failure without an error text");
@@ -250,6 +260,72 @@ START_TEST(test_params)
 	ck_assert_uint_eq(st.failures, 0);
 	ck_assert_int_eq(st.connected, 1);
 	ck_assert_uint_eq(st.queued, 0);
+	pgconn_close(c);
+}
+END_TEST
+
+/* max_result_bytes: rows read one at a time and gathered into one
+ * result; past the bound -EFBIG, the connection dropped, the next query
+ * served at once. */
+START_TEST(test_result_bound)
+{
+	struct pgconn_config cfg = { .conninfo = pg_test_url(), .max_result_bytes = 100000,
+				     .backoff_initial_ms = 5000, .backoff_max_ms = 5000 };
+	struct pgconn *c = open_conn(&cfg);
+	struct pgconn_stats st;
+	struct got g;
+	uint64_t t0;
+
+	/* 500 rows of ~120 bytes counted: under the bound, every row there,
+	 * NULLs kept, the command tag that of the statement. */
+	query_ok(c, &g, "SELECT g, repeat('x', 100), NULLIF(g % 2, 0) FROM generate_series(1, 500) g",
+		 0, NULL);
+	ck_assert_int_eq(g.ntuples, 500);
+	ck_assert_int_eq(g.nfields, 3);
+	ck_assert_str_eq(g.vals[0], "1");
+	ck_assert_str_eq(g.last[0], "500");
+	ck_assert_uint_eq(strlen(g.last[1]), 100);
+	ck_assert(!g.nulls[2]);
+	ck_assert(g.last_nulls[2]);
+	ck_assert_str_eq(g.tag, "SELECT 500");
+	query_ok(c, &g, "SELECT 1 WHERE false", 0, NULL);
+	ck_assert_int_eq(g.ntuples, 0);
+	ck_assert_int_eq(g.nfields, 1);
+	query_ok(c, &g, "CREATE TEMP TABLE b (id int)", 0, NULL);
+	ck_assert_str_eq(g.tag, "CREATE TABLE");
+	query_ok(c, &g, "INSERT INTO b SELECT generate_series(1, 3) RETURNING id", 0, NULL);
+	ck_assert_int_eq(g.ntuples, 3);
+	ck_assert_str_eq(g.last[0], "3");
+	ck_assert_str_eq(g.tag, "INSERT 0 3");
+
+	/* An error after some rows: the error, the rows dropped, the
+	 * connection kept. */
+	query(c, &g, "SELECT 1 / (g - 300) FROM generate_series(1, 500) g", 0, NULL, 0);
+	ck_assert_int_eq(g.status, -EREMOTEIO);
+	ck_assert_str_eq(g.sqlstate, "22012");
+	pgconn_stats_get(c, &st);
+	ck_assert_uint_eq(st.connects, 1);
+
+	/* 1000 rows of 1000 bytes: -EFBIG long before the end. */
+	query(c, &g, "SELECT repeat('x', 1000) FROM generate_series(1, 1000)", 0, NULL, 0);
+	ck_assert_int_eq(g.status, -EFBIG);
+	ck_assert_ptr_nonnull(strstr(g.error, "larger than 100000 bytes"));
+	pgconn_stats_get(c, &st);
+	ck_assert_uint_eq(st.too_large, 1);
+	ck_assert_int_eq(st.connected, 0);
+	/* Not the server's fault: no 5 s backoff before the next query. */
+	t0 = uv_now(&loop);
+	query_ok(c, &g, "SELECT 42", 0, NULL);
+	ck_assert_str_eq(g.vals[0], "42");
+	ck_assert_uint_lt(g.at - t0, 4000);
+	pgconn_stats_get(c, &st);
+	ck_assert_uint_eq(st.connects, 2);
+	pgconn_close(c);
+
+	/* Unbounded (the default): libpq reads it all. */
+	c = open_default();
+	query_ok(c, &g, "SELECT repeat('x', 1000) FROM generate_series(1, 1000)", 0, NULL);
+	ck_assert_int_eq(g.ntuples, 1000);
 	pgconn_close(c);
 }
 END_TEST
@@ -604,6 +680,7 @@ static Suite *pgconn_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_params);
 	tcase_add_test(tc, test_sql_errors);
+	tcase_add_test(tc, test_result_bound);
 	tcase_add_test(tc, test_timeout_reconnects);
 	tcase_add_test(tc, test_options);
 	tcase_add_test(tc, test_queue_bound);
