@@ -36,8 +36,9 @@
 
 #include "lib/backoff.h"
 #include "lib/log.h"
-#include "storage/pgsock.h"
 #include "lib/splitmix.h"
+#include "storage/pgresolve.h"
+#include "storage/pgsock.h"
 
 #define COMPONENT "pgconn"
 #define MAX_RESULTS 16        /* results gathered for one query before -EPROTO */
@@ -70,6 +71,7 @@ struct pgconn {
 	struct pgsock_params params;  /* PQconnectStartParams() arguments */
 
 	struct pgsock sock;           /* the PGconn (sock.pg) and its uv_poll */
+	struct pgresolve *resolving;  /* the host names, before sock.pg exists */
 	enum pgconn_state st;
 	uint64_t serial;              /* of the live connection */
 
@@ -228,6 +230,8 @@ static void conn_drop(struct pgconn *c)
 {
 	if (c->st == ST_READY || c->st == ST_BUSY)
 		c->stats.disconnects++;
+	pgresolve_cancel(c->resolving);
+	c->resolving = NULL;
 	pgsock_finish(&c->sock);      /* the poll closed first, then PQfinish() */
 	if (c->res) {
 		PQclear(c->res);
@@ -333,20 +337,41 @@ static void connect_step(struct pgconn *c)
 
 static void on_conn_timer(uv_timer_t *t);
 
+/* libpq's part of connecting, with the host names resolved. */
+static void connect_open(struct pgconn *c, const struct pgsock_params *p)
+{
+	int rc = pgsock_connect_start(&c->sock, p);
+
+	if (rc == PGSOCK_FAILED)
+		connect_failed(c, c->sock.pg ? PQerrorMessage(c->sock.pg) : "out of memory");
+	else if (rc < 0)
+		connect_failed(c, uv_strerror(rc));
+}
+
+static void resolved(void *data, int status, const struct pgsock_params *p, const char *error)
+{
+	struct pgconn *c = data;
+
+	c->resolving = NULL;
+	if (status < 0)
+		connect_failed(c, error);
+	else
+		connect_open(c, p);
+}
+
+/* The connect timer covers resolving the host names too. */
 static void connect_start(struct pgconn *c)
 {
-	int rc = pgsock_connect_start(&c->sock, &c->params);
+	int rc = pgresolve_start(c->loop, &c->params, resolved, c, &c->resolving);
 
-	if (rc == PGSOCK_FAILED) {
-		connect_failed(c, c->sock.pg ? PQerrorMessage(c->sock.pg) : "out of memory");
-		return;
-	}
 	if (rc < 0) {
 		connect_failed(c, uv_strerror(rc));
 		return;
 	}
 	c->st = ST_CONNECTING;
 	uv_timer_start(&c->conn_timer, on_conn_timer, c->connect_timeout_ms, 0);
+	if (!c->resolving)
+		connect_open(c, &c->params);
 }
 
 /* ------------------------------------------------------------------ */

@@ -6,10 +6,10 @@
  * several.  Nothing here ever blocks the loop: the connection is made
  * with PQconnectStartParams()/PQconnectPoll() and queries are sent with
  * PQsendQueryParams() (parameters always separate from the SQL text, text
- * format), both driven by a uv_poll on PQsocket().  One caveat that libpq
- * imposes: a host NAME in the conninfo is resolved synchronously inside
- * PQconnectStartParams(); use a numeric host or hostaddr where that
- * matters.
+ * format), both driven by a uv_poll on PQsocket().  libpq would resolve a
+ * host NAME with a blocking getaddrinfo() inside PQconnectStartParams():
+ * each attempt resolves the names first, off the loop, and hands libpq
+ * the addresses (storage/pgresolve.h); the connect timeout covers both.
  *
  * Queries run one at a time in FIFO order; at most max_queue wait behind
  * the running one (pgconn_query() says -EAGAIN past that).  Every query

@@ -180,6 +180,32 @@ out:
 	return rc;
 }
 
+int pgsock_params_with(struct pgsock_params *out, const struct pgsock_params *src,
+		       const char *const *keys, const char *const *vals, size_t n)
+{
+	size_t cap = src->n + n;
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->kw = calloc(cap + 1, sizeof(char *));
+	out->val = calloc(cap + 1, sizeof(char *));
+	if (!out->kw || !out->val)
+		rc = -ENOMEM;
+	for (size_t i = 0; i < src->n && !rc; i++) {
+		bool replaced = false;
+
+		for (size_t k = 0; k < n && !replaced; k++)
+			replaced = strcmp(src->kw[i], keys[k]) == 0;
+		if (!replaced)
+			rc = push_kv(out, cap, src->kw[i], src->val[i]);
+	}
+	for (size_t k = 0; k < n && !rc; k++)
+		rc = push_kv(out, cap, keys[k], vals[k]);
+	if (rc)
+		pgsock_params_free(out);
+	return rc;
+}
+
 void pgsock_params_free(struct pgsock_params *p)
 {
 	for (size_t i = 0; i < p->n; i++) {

@@ -87,6 +87,12 @@ void pgsock_one_line(char *dst, size_t size, const char *src);
 int pgsock_params_build(struct pgsock_params *p, const struct pgsock_options *o, char *err,
 			size_t errlen);
 
+/* @out (zeroed first): a copy of @src with the @n keywords @keys set to
+ * @vals (replaced where @src has them, added where not).  0 or -ENOMEM
+ * (then @out holds nothing). */
+int pgsock_params_with(struct pgsock_params *out, const struct pgsock_params *src,
+		       const char *const *keys, const char *const *vals, size_t n);
+
 /* Frees what @p holds and zeroes it; again is harmless. */
 void pgsock_params_free(struct pgsock_params *p);
 

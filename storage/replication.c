@@ -44,9 +44,10 @@
 #include "lib/clock.h"
 #include "lib/log.h"
 #include "storage/lsn.h"
-#include "storage/pgconn.h"
-#include "storage/pgsock.h"
 #include "lib/splitmix.h"
+#include "storage/pgconn.h"
+#include "storage/pgresolve.h"
+#include "storage/pgsock.h"
 
 #define COMPONENT "repl"
 #define MAX_RESULTS 16          /* results of one setup statement before giving up */
@@ -91,6 +92,7 @@ struct repl {
 	/* Stream mode: the replication connection (io.pg) and its uv_poll. */
 	struct pgsock_params params;
 	struct pgsock io;
+	struct pgresolve *resolving;  /* the host names, before io.pg exists */
 	PGresult *res;              /* the running setup statement's answer so far */
 	int nres;
 
@@ -230,6 +232,8 @@ static void conn_drop(struct repl *r)
 		r->res = NULL;
 	}
 	r->nres = 0;
+	pgresolve_cancel(r->resolving);
+	r->resolving = NULL;
 	pgsock_finish(&r->io);        /* the poll closed first, then PQfinish() */
 }
 
@@ -476,26 +480,51 @@ static void connect_step(struct repl *r)
 	}
 }
 
-static void connect_start(struct repl *r)
+/* libpq's part of connecting, with the host names resolved. */
+static void connect_open(struct repl *r, const struct pgsock_params *p)
 {
 	char text[REPL_ERROR_MAX];
-	int rc = pgsock_connect_start(&r->io, &r->params);
+	int rc = pgsock_connect_start(&r->io, p);
 
 	if (rc == PGSOCK_FAILED && !r->io.pg) {
 		session_failed(r, "could not connect: out of memory");
-		return;
-	}
-	if (rc == PGSOCK_FAILED) {
+	} else if (rc == PGSOCK_FAILED) {
 		snprintf(text, sizeof(text), "could not connect: %s", PQerrorMessage(r->io.pg));
+		session_failed(r, text);
+	} else if (rc < 0) {
+		session_failed(r, "could not connect: cannot watch the socket");
+	}
+}
+
+static void resolved(void *data, int status, const struct pgsock_params *p, const char *error)
+{
+	struct repl *r = data;
+	char text[REPL_ERROR_MAX];
+
+	r->resolving = NULL;
+	if (status < 0) {
+		snprintf(text, sizeof(text), "could not connect: %s", error);
 		session_failed(r, text);
 		return;
 	}
+	connect_open(r, p);
+}
+
+/* The connect timer covers resolving the host names too. */
+static void connect_start(struct repl *r)
+{
+	char text[REPL_ERROR_MAX];
+	int rc = pgresolve_start(r->loop, &r->params, resolved, r, &r->resolving);
+
 	if (rc < 0) {
-		session_failed(r, "could not connect: cannot watch the socket");
+		snprintf(text, sizeof(text), "could not connect: %s", uv_strerror(rc));
+		session_failed(r, text);
 		return;
 	}
 	r->phase = PH_CONNECTING;
 	arm_timer(r, r->connect_timeout_ms);
+	if (!r->resolving)
+		connect_open(r, &r->params);
 }
 
 static void step_answer(struct repl *r, const PGresult *res, const char *sqlstate,

@@ -89,8 +89,8 @@
  * Loop.  Nothing blocks: PQconnectStartParams/PQconnectPoll,
  * PQsendQuery, PQconsumeInput, PQgetCopyData(async), PQputCopyData and
  * PQflush in nonblocking mode, a uv_poll on PQsocket() (poll mode: all of
- * that is pgconn's).  As with pgconn, a host NAME in the conninfo is
- * resolved synchronously by libpq; use a numeric host where that matters.
+ * that is pgconn's).  As with pgconn, host names are resolved off the
+ * loop before libpq connects (storage/pgresolve.h).
  *
  * Callbacks run from libuv callbacks, never from inside repl_start(),
  * repl_confirm() or repl_stop().  They may call repl_confirm() and

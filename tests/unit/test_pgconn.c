@@ -12,7 +12,8 @@
  * connection and the next query reconnects; an answer's rows bounded
  * (max_result_bytes: gathered one by one, -EFBIG past the bound, no
  * backoff after); server-side statement_timeout
- * and user options merged; keepalive and tcp_user_timeout options read
+ * and user options merged; a host name resolved off the loop, and one
+ * that does not resolve; keepalive and tcp_user_timeout options read
  * back from the socket, ours winning over the URL's, the URL's
  * application_name winning over ours; the queue bound (-EAGAIN); a
  * refused port fails fast, and during the backoff fails at once; a server
@@ -326,6 +327,37 @@ START_TEST(test_result_bound)
 	c = open_default();
 	query_ok(c, &g, "SELECT repeat('x', 1000) FROM generate_series(1, 1000)", 0, NULL);
 	ck_assert_int_eq(g.ntuples, 1000);
+	pgconn_close(c);
+}
+END_TEST
+
+/* A host name is resolved off the loop (storage/pgresolve.h): the
+ * connection works by name, and a name that does not resolve fails the
+ * query with the name in the error (a 70-byte label: refused by the
+ * resolver itself, no DNS packet sent). */
+START_TEST(test_host_names)
+{
+	const char *url = pg_test_url();
+	const char *at = strstr(url, "127.0.0.1");
+	char byname[512], bad[512];
+	struct pgconn_config cfg = { .conninfo = byname };
+	struct pgconn *c;
+	struct got g;
+
+	ck_assert_ptr_nonnull(at);
+	snprintf(byname, sizeof(byname), "%.*slocalhost%s", (int)(at - url), url, at + 9);
+	c = open_conn(&cfg);
+	query_ok(c, &g, "SELECT inet_server_addr()::text", 0, NULL);
+	ck_assert_str_eq(g.vals[0], "127.0.0.1/32");
+	pgconn_close(c);
+
+	snprintf(bad, sizeof(bad), "%.*s%s.invalid%s", (int)(at - url), url,
+		 "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", at + 9);
+	cfg.conninfo = bad;
+	c = open_conn(&cfg);
+	query(c, &g, "SELECT 1", 0, NULL, 2000);
+	ck_assert_int_eq(g.status, -ENOTCONN);
+	ck_assert_msg(strstr(g.error, "could not resolve host") != NULL, "error: %s", g.error);
 	pgconn_close(c);
 }
 END_TEST
@@ -681,6 +713,7 @@ static Suite *pgconn_suite(void)
 	tcase_add_test(tc, test_params);
 	tcase_add_test(tc, test_sql_errors);
 	tcase_add_test(tc, test_result_bound);
+	tcase_add_test(tc, test_host_names);
 	tcase_add_test(tc, test_timeout_reconnects);
 	tcase_add_test(tc, test_options);
 	tcase_add_test(tc, test_queue_bound);
