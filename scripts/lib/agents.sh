@@ -41,14 +41,20 @@ agents_signal() {
 	kill -"$2" "${AGENT_PID[$1]}" 2>/dev/null || true
 }
 
+# agents_us: the wall clock in microseconds.  ($SECONDS counts whole
+# seconds: a deadline of SECONDS + N would come N-1 to N seconds later.)
+agents_us() {
+	echo "${EPOCHREALTIME//[.,]/}"
+}
+
 # agents_wait_exit NAME SECONDS: waits for the agent to exit and reaps it;
 # its exit status goes to AGENT_EXIT.  Returns 1 (AGENT_EXIT=timeout) if it
 # still runs after SECONDS.  Not in $( ): only the parent shell can reap.
 agents_wait_exit() {
-	local pid=${AGENT_PID[$1]} deadline=$((SECONDS + $2))
+	local pid=${AGENT_PID[$1]} deadline=$(($(agents_us) + $2 * 1000000))
 	AGENT_EXIT=timeout
 	while kill -0 "$pid" 2>/dev/null; do
-		[ $SECONDS -ge $deadline ] && return 1
+		[ "$(agents_us)" -ge $deadline ] && return 1
 		sleep 0.05
 	done
 	AGENT_EXIT=0
@@ -94,10 +100,10 @@ agents_self_leader() {
 # agents_wait_until SECONDS CMD...: runs CMD every 0.1 s until it succeeds;
 # returns 1 at the deadline.
 agents_wait_until() {
-	local deadline=$((SECONDS + $1))
+	local deadline=$(($(agents_us) + $1 * 1000000))
 	shift
 	until "$@"; do
-		[ $SECONDS -ge $deadline ] && return 1
+		[ "$(agents_us)" -ge $deadline ] && return 1
 		sleep 0.1
 	done
 }
