@@ -113,6 +113,21 @@ new_leader_after() {
 	return 1
 }
 ms() { date +%s%3N; }
+# takeover_ms NODE T0 POLLED: how long after T0 (ms) NODE's leadership
+# began, by its own "since" (same host, same clock): what polling adds
+# (a CLI and jq per agent per round, slow on a loaded machine) is not the
+# agents' doing.  POLLED, the time the poll saw it, when "since" is
+# missing.
+takeover_ms() {
+	local s
+	s=$("$MERIDIAN" leader --api "${AGENT_API[$1]}" --json --timeout 1s 2>/dev/null |
+		jq -r '.since // empty' 2>/dev/null)
+	if [ -n "$s" ] && s=$(date -d "$s" +%s%3N 2>/dev/null); then
+		echo $((s - $2))
+	else
+		echo "$3"
+	fi
+}
 # hook_started NODE TERM: the --on-leader of that leadership has written
 # its start line; its pid goes to HOOKPID.
 hook_started() {
@@ -133,7 +148,7 @@ for i in $(seq 1 10); do
 	agents_signal "$old" KILL
 	agents_wait_exit "$old" 5 || true
 	if agents_wait_until $((LEASE_S + 6)) new_leader_after "$old" "$old_term"; then
-		d=$(($(ms) - t0))
+		d=$(takeover_ms "$NEW" "$t0" $(($(ms) - t0)))
 		[ $d -gt $kill_max ] && kill_max=$d
 		[ $d -le $(((LEASE_S + 1) * 1000 + 500)) ] && kill_ok=$((kill_ok + 1))
 	fi
@@ -154,8 +169,8 @@ for i in $(seq 1 5); do
 	old=$LEADER old_term=$TERM_NOW
 	t0=$(ms)
 	agents_signal "$old" TERM
-	if agents_wait_until 3 new_leader_after "$old" "$old_term"; then
-		d=$(($(ms) - t0))
+	if agents_wait_until 5 new_leader_after "$old" "$old_term"; then
+		d=$(takeover_ms "$NEW" "$t0" $(($(ms) - t0)))
 		[ $d -gt $term_max ] && term_max=$d
 		[ $d -le 1000 ] && term_ok=$((term_ok + 1))
 	fi
@@ -176,19 +191,23 @@ old=$LEADER old_term=$TERM_NOW
 t0=$(ms)
 agents_signal "$old" STOP
 if agents_wait_until $((LEASE_S + 6)) new_leader_after "$old" "$old_term"; then
-	d=$(($(ms) - t0))
-	check "SIGSTOP: $NEW leads (term $NEW_TERM) within lease + 1.5 s (${d} ms)" \
-		test $d -le $(((LEASE_S + 1) * 1000 + 500))
+	d=$(takeover_ms "$NEW" "$t0" $(($(ms) - t0)))
+	check "SIGSTOP: $NEW leads (term $NEW_TERM) within lease + 1 s (${d} ms)" \
+		test $d -le $(((LEASE_S + 1) * 1000))
 else
 	fail "SIGSTOP: nobody took over from $old"
 fi
 agents_signal "$old" CONT
-l=$(agents_leader "$old")
-check "SIGCONT: $old says it is not leader at once ($l)" bash -c '[[ "$0" == *" false" ]]' "$l"
-sleep 2
-l=$(agents_leader "$old")
-check "SIGCONT: $old learnt the new leader and term ($l)" \
+# Its first answer (it may first work through seconds of overdue timers).
+first_answer() { l=$(agents_leader "$old"); [ -n "$l" ]; }
+agents_wait_until 5 first_answer || true
+check "SIGCONT: $old's first answer says it is not leader ($l)" bash -c '[[ "$0" == *" false" ]]' "$l"
+learnt() {
+	l=$(agents_leader "$old")
 	bash -c 'set -- $0; [ "$1" != '"$old"' ] && [ "$2" -gt '"$old_term"' ] && [ "$3" = false ]' "$l"
+}
+agents_wait_until 10 learnt || true
+check "SIGCONT: $old learnt the new leader and term ($l)" learnt
 
 # --- the database goes away and comes back ---
 agents_wait_until 15 current_leader || fail "database: no agreed leader before the stop"
@@ -232,7 +251,12 @@ outside_never() {
 		case $l in "null null false") ;; *) return 1 ;; esac
 	done
 }
-check "no iad node left: f1 and s1 know no leader and do not lead" outside_never
+# They learn that the last leader left (gossip, or failure detection if a
+# leave was lost), then must stay so.
+agents_wait_until 15 outside_never || true
+still=true
+for i in $(seq 1 10); do outside_never || still=false; sleep 0.2; done
+check "no iad node left: f1 and s1 know no leader and do not lead" test "$still" = true
 
 echo "# $passed passed, $failed failed"
 [ "$failed" = 0 ]

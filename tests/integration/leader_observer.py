@@ -9,8 +9,9 @@ writes a JSON report and exits 1 if it saw a violation:
   overlap     two agents claimed leadership under different terms during
               intervals that overlap.  An interval runs from the "since" the
               agent reported (its own wall clock; same host, same clock)
-              to the last time the observer saw it claim, so it is never
-              longer than the true one: an overlap found is a real one.
+              to the moment the observer last asked and was told "I lead"
+              (asked, not answered: the answer may come late), so it is
+              never longer than the true one: an overlap found is real.
   stale_claim an agent claimed a term lower than the term the database held
               for a valid lease just before (it was deposed and still
               acted).
@@ -87,13 +88,17 @@ def main():
         if row:
             db_samples += 1
         for name, api in agents:
+            # The claim held at some instant between asking and the answer:
+            # the asking time is a lower bound of the leadership's end (the
+            # answer's arrival, on a loaded machine, can be well after it).
+            asked = wall()
             c = claim(api)
-            now = wall()
             if not c:
                 continue
+            now = wall()
             term, since = c
-            iv = intervals.setdefault((name, term), [since or now, now])
-            iv[1] = now
+            iv = intervals.setdefault((name, term), [since or asked, asked])
+            iv[1] = asked
             if row and row[2] and term < row[1]:
                 violations.append({"kind": "stale_claim", "node": name, "term": term,
                                    "db_holder": row[0], "db_term": row[1], "at": now})
