@@ -75,9 +75,11 @@ check "the upstream HTTP server listens" agents_wait_until 10 upstream_up
 seed="127.0.0.1:$base"
 agents_start a1 iad iad "127.0.0.1:$base" "127.0.0.1:$((base + 1))" "${profile[@]}"
 agents_start a2 iad iad "127.0.0.1:$((base + 10))" "127.0.0.1:$((base + 11))" "${profile[@]}" \
-	--join "$seed" --handler slow='sleep 2; echo done' --drain-timeout 10s
+	--join "$seed" --handler slow="touch $AGENTS_DIR/slow-a2.started; sleep 4; echo done" \
+	--drain-timeout 10s
 agents_start f1 fra iad "127.0.0.1:$((base + 20))" "127.0.0.1:$((base + 21))" "${profile[@]}" \
-	--join "$seed" --handler "upcase=$upcase" --handler slow='sleep 5'
+	--join "$seed" --handler "upcase=$upcase" \
+	--handler slow="touch $AGENTS_DIR/slow-f1.started; sleep 5"
 agents_start f2 fra iad "127.0.0.1:$((base + 30))" "127.0.0.1:$((base + 31))" "${profile[@]}" \
 	--join "$seed"
 agents_start f3 fra iad "127.0.0.1:$((base + 40))" "127.0.0.1:$((base + 41))" "${profile[@]}" \
@@ -184,20 +186,21 @@ check "/metrics counts RPCs by method and outcome" bash -c \
 	'curl -s --max-time 5 "http://$0/metrics" | grep -q "^meridian_rpc_calls_total{.*method=\"upcase\".*outcome=\"ok\"" ' \
 	"${AGENT_API[f1]}"
 
-# SIGTERM of a2 while a slow call (2 s) runs on it: the call completes,
+# SIGTERM of a2 while a slow call (4 s) runs on it: the call completes,
 # a new call to a2 is refused (unavailable, or a2 already unknown), a2
 # exits 0.
 slow_out="$AGENTS_DIR/slow.out"
 ( timeout 30 "$MERIDIAN" rpc --api "${AGENT_API[f1]}" --node a2 --timeout 10s slow \
 	>"$slow_out" 2>&1; echo "rc=$?" >>"$slow_out" ) &
 slow_pid=$!
-sleep 0.5
+# The call is in flight once its handler has started.
+agents_wait_until 10 test -e "$AGENTS_DIR/slow-a2.started" || true
 agents_signal a2 TERM
 a2_leaving() {
 	[ "$(agents_members f2 | jq -r '.[] | select(.name == "a2") | .leaving')" = true ]
 }
 check "a2, draining a call, is seen leaving=true by f2 before it leaves" \
-	agents_wait_until 2 a2_leaving
+	agents_wait_until 3 a2_leaving
 rpc_from f2 --node a2 ping
 check "a new call to a leaving a2 is refused with exit 3 ($RPC_RC, $RPC_ERR)" \
 	bash -c '[ "$0" = 3 ] && grep -qE "unavailable" <<<"$1"' "$RPC_RC" "$RPC_ERR"
@@ -234,7 +237,7 @@ mid_err="$AGENTS_DIR/midcall.err"
 timeout 30 "$MERIDIAN" rpc --api "${AGENT_API[f2]}" --node f1 --timeout 10s slow \
 	>/dev/null 2>"$mid_err" &
 mid_pid=$!
-sleep 0.5
+agents_wait_until 10 test -e "$AGENTS_DIR/slow-f1.started" || true
 agents_signal f1 KILL
 t_kill=${EPOCHREALTIME/./}
 mid_done() { ! kill -0 "$mid_pid" 2>/dev/null; }
