@@ -82,7 +82,16 @@ for n in f1 s1; do
 		2>"$AGENTS_DIR/watch-$n.err" &
 	WATCH_PID[$n]=$!
 done
-sleep 0.5
+# The change stream has no greeting: wait until both agents count their
+# subscriber, or the first changes could reach them before it.
+subscribed() {
+	local n
+	for n in f1 s1; do
+		curl -s --max-time 2 "http://${AGENT_API[$n]}/metrics" |
+			grep -q '^meridian_event_subscribers [1-9]' || return 1
+	done
+}
+check "the watchers on f1 and s1 are subscribed" agents_wait_until 15 subscribed
 
 # The writer: one transaction per statement; some updates and deletes
 # touch rows inserted just before, some nothing at all.
