@@ -294,8 +294,13 @@ START_TEST(test_expiry)
 	struct node a, b;
 	uint32_t left;
 
-	node_open(&a, pg_test_url(), lease, "a", 1, 300, 3000);
-	node_open(&b, pg_test_url(), lease, "b", 2, 300, 3000);
+	node_open(&a, pg_test_url(), lease, "a", 1, 1000, 3000);
+	node_open(&b, pg_test_url(), lease, "b", 2, 1000, 3000);
+	/* b's connection made first (a RENEW of nothing, refused): its
+	 * ACQUIRE below must come while a's lease runs, not after a
+	 * connection set-up on a loaded machine. */
+	r = req_ok(&b, ELECTION_LEASE_RENEW, 99);
+	ck_assert(!r->held);
 	r = req_ok(&a, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert(r->held);
 	ck_assert_uint_eq(r->term, 1);
@@ -303,7 +308,7 @@ START_TEST(test_expiry)
 	r = req_ok(&b, ELECTION_LEASE_ACQUIRE, 0);
 	ck_assert(!r->held);
 	ck_assert(r->holder_valid);
-	ck_assert_msg(r->remaining_ms > 0 && r->remaining_ms <= 300, "remaining %u",
+	ck_assert_msg(r->remaining_ms > 0 && r->remaining_ms <= 1000, "remaining %u",
 		      r->remaining_ms);
 	left = r->remaining_ms;
 
@@ -319,7 +324,7 @@ START_TEST(test_expiry)
 	ck_assert_uint_eq(r->term, 2);
 
 	/* b lets it expire too: a takes it back under term 3. */
-	run_for(350);
+	run_for(1050);
 	r = req_ok(&b, ELECTION_LEASE_RENEW, 2);
 	ck_assert(!r->held);
 	ck_assert(!r->holder_valid);

@@ -515,7 +515,10 @@ START_TEST(test_stream_resume)
 	ck_assert_int_eq(repl_confirm(c->r, second), 0);
 	ck_assert_int_eq(repl_confirm(c->r, commit_lsn(c, 1)), 0);   /* lower: no-op */
 	consumer_stop(c);
-	run_for(300);
+	/* The walsender records the last status update as it goes: give it
+	 * up to 5 s on a loaded machine. */
+	for (int i = 0; i < 50 && (slot_confirmed("t_resume", &active) != second || active); i++)
+		run_for(100);
 	ck_assert_uint_eq(slot_confirmed("t_resume", &active), second);
 
 	/* The next session: r3 (delivered, not confirmed) again, then r4. */
@@ -560,10 +563,12 @@ START_TEST(test_busy_takeover)
 
 	t0 = clock_mono_ms();
 	consumer_stop(a);
-	wait_streaming(b, 3000);
+	wait_streaming(b, 6000);
 	printf("busy_takeover: streaming %" PRIu64 " ms after the first stopped\n",
 	       b->state_at - t0);
-	ck_assert_uint_le(b->state_at - t0, 1500);
+	/* About 1 s (the busy backoff's cap), generously: never the 5 s
+	 * reconnect backoff. */
+	ck_assert_uint_le(b->state_at - t0, 3000);
 	insert("t_busy", "r1");
 	wait_msgs(b, 4);
 	consumer_stop(b);
@@ -667,10 +672,10 @@ START_TEST(test_hard_kill)
 	ck_assert_int_eq(kill(pid, SIGKILL), 0);
 	t0 = clock_mono_ms();
 	ck_assert_int_eq(waitpid(pid, &wst, 0), pid);
-	wait_streaming(b, 5000);
+	wait_streaming(b, 6000);
 	took = b->state_at - t0;
 	printf("hard_kill: a killed consumer's slot taken over after %" PRIu64 " ms\n", took);
-	ck_assert_uint_le(took, 1500);
+	ck_assert_uint_le(took, 3000);
 	insert("t_kill", "r1");
 	wait_msgs(b, 4);
 	consumer_stop(b);
@@ -838,8 +843,8 @@ START_TEST(test_poll_busy)
 	ck_assert_uint_ge(s.slot_busy, 2);
 	t0 = clock_mono_ms();
 	consumer_stop(a);
-	wait_streaming(b, 3000);
-	ck_assert_uint_le(b->state_at - t0, 1500);
+	wait_streaming(b, 6000);
+	ck_assert_uint_le(b->state_at - t0, 3000);
 	insert("t_pbusy", "r1");
 	wait_msgs(b, 4);
 	consumer_stop(b);
