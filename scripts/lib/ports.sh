@@ -7,9 +7,38 @@
 # connection (psql, libpq, RPC), and a process (re)started on it would
 # fail with "address in use".
 
+#
+# A range that looks free (ss) may still be another test's that has not
+# bound it yet (initdb takes seconds): ctest runs two scripts at once.  So
+# ranges are also reserved, in blocks of 100 ports, by directories under
+# /tmp/meridian-ports made with mkdir (atomic) and holding the reserving
+# shell's PID; a block whose owner is gone is free again.
+
+PORTS_DIR=${TMPDIR:-/tmp}/meridian-ports
+
+# ports_reserve FIRST LAST: reserves the blocks of ports FIRST..LAST for
+# this shell ($$: the script, even from a subshell); 1 if any is another
+# live shell's (then none is kept).
+ports_reserve() {
+	local b d owner taken=()
+	mkdir -p "$PORTS_DIR" 2>/dev/null
+	for ((b = $1 / 100; b <= $2 / 100; b++)); do
+		d=$PORTS_DIR/$b
+		if ! mkdir "$d" 2>/dev/null; then
+			owner=$(cat "$d/pid" 2>/dev/null)
+			if [ "$owner" != $$ ] && [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null; then
+				for d in "${taken[@]}"; do rm -rf "$d"; done
+				return 1
+			fi
+		fi
+		echo $$ >"$d/pid"
+		taken+=("$d")
+	done
+}
+
 # ports_free_base N: prints a base port P, a multiple of N, such that
-# P..P+N-1 look free on 127.0.0.1 (TCP and UDP, checked with ss; 50
-# tries).
+# P..P+N-1 look free on 127.0.0.1 (TCP and UDP, checked with ss) and are
+# reserved for this shell (50 tries).
 ports_free_base() {
 	local n=${1:?ports_free_base N} tries=0 base low span
 	low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
@@ -18,7 +47,8 @@ ports_free_base() {
 	while [ $tries -lt 50 ]; do
 		base=$((10000 + (RANDOM * 32768 + RANDOM) % span))
 		base=$((base - base % n))
-		if [ -z "$(ss -Htuan "( sport >= :$base and sport < :$((base + n)) )" 2>/dev/null)" ]; then
+		if [ -z "$(ss -Htuan "( sport >= :$base and sport < :$((base + n)) )" 2>/dev/null)" ] &&
+			ports_reserve "$base" $((base + n - 1)); then
 			echo "$base"
 			return 0
 		fi
