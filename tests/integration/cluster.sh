@@ -102,10 +102,13 @@ for o in "${all[@]}"; do
 	[ -n "$(agents_status_of "$o" x1)" ] && seen=1
 done
 check "an agent with the wrong secret appears in nobody's members" test $seen = 0
-dropped=$(curl -s "http://${AGENT_API[a1]}/metrics" |
-	awk '/^meridian_packets_dropped_total\{reason="bad_key"\}/ {print $2}')
-check "a1 counted the wrong-secret packets as bad_key (got ${dropped:-none})" \
-	bash -c '[ "${0:-0}" -gt 0 ] 2>/dev/null' "${dropped%.*}"
+bad_key_counted() {
+	dropped=$(curl -s --max-time 2 "http://${AGENT_API[a1]}/metrics" |
+		awk '/^meridian_packets_dropped_total\{reason="bad_key"\}/ {print $2}')
+	[ "${dropped%.*}" -gt 0 ] 2>/dev/null
+}
+agents_wait_until 15 bad_key_counted || true
+check "a1 counted the wrong-secret packets as bad_key (got ${dropped:-none})" bad_key_counted
 agents_signal x1 KILL
 agents_wait_exit x1 5 || true
 
