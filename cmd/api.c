@@ -561,6 +561,14 @@ static void changes_metrics(FILE *f, struct changes *ch)
 	metric_one(f, "meridian_replication_changes_too_large_total", "counter",
 		   "Single changes larger than a transport frame even without their values: "
 		   "logged, not fanned out.", s.too_large);
+	metric_one(f, "meridian_changes_members_stuck_total", "counter",
+		   "Members that acknowledged nothing for --changes-stuck-timeout and stopped "
+		   "holding back the slot.", s.stuck);
+	metric_one(f, "meridian_changes_skipped_total", "counter",
+		   "Transactions (or parts) members came back too late to get.", s.skipped);
+	metric_one(f, "meridian_changes_missed_total", "counter",
+		   "Transactions (or parts) this node was told it will not get (gap events).",
+		   s.missed);
 	metric_one(f, "meridian_replication_values_omitted_total", "counter",
 		   "Values left out of changes too large to fan out whole (named in "
 		   "\"omitted\").", s.values_omitted);

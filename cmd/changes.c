@@ -41,6 +41,7 @@ struct txn {
 	uint64_t confirm_lsn;         /* what to confirm to the slot (last part only) */
 	uint32_t part;                /* a large transaction travels in parts */
 	bool last;                    /* its last part */
+	bool empty;                   /* no events (a last part, or only the lease's rows) */
 	int64_t commit_time_us;       /* Unix */
 	char *json;                   /* {"lsn":..,"xid":..,"events":[...]} */
 	size_t len;
@@ -50,7 +51,11 @@ struct peer {
 	char name[GOSSIP_NAME_MAX + 1];
 	char addr[GOSSIP_ADDR_MAX + 1];
 	bool self, inflight, gone, seen;
+	bool stuck;                   /* acknowledged nothing for changes_stuck_ms */
 	uint64_t next, acked, sent_to; /* seqs */
+	uint64_t skipped;             /* entries with events it will never get, not yet told */
+	uint64_t full_before_next;    /* entries with events before seq next (ever) */
+	uint64_t progress_at;         /* loop ms: last ack, or last time caught up */
 	uint64_t retry_at;
 	uint32_t failures;
 };
@@ -81,6 +86,7 @@ struct changes {
 	struct txn *out;              /* ring: seq base..next-1 at out[(seq) % cap] */
 	size_t cap;
 	uint64_t base, next_seq;
+	uint64_t full_before_base;    /* entries with events trimmed (this leadership) */
 	size_t out_bytes;
 	uint64_t last_buffered;       /* commit_lsn of the newest transaction buffered */
 	uint64_t confirmed;
@@ -94,7 +100,7 @@ struct changes {
 	uint64_t max_term;
 
 	uint64_t txns_in, events_in, pauses, delivered, duplicates, stale, slot_busy, too_large;
-	uint64_t values_omitted;
+	uint64_t values_omitted, stuck, skipped, missed;
 };
 
 /* ------------------------------------------------------------------ */
@@ -107,6 +113,7 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 			 uint64_t *acked)
 {
 	json_t *term = json_object_get(batch, "term"), *txns = json_object_get(batch, "txns");
+	json_int_t skipped;
 	size_t i, j;
 	json_t *t, *ev;
 
@@ -126,6 +133,22 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 		return -ESTALE;
 	}
 	c->max_term = (uint64_t)json_integer_value(term);
+	skipped = json_integer_value(json_object_get(batch, "skipped"));
+	if (skipped > 0) {
+		/* Trimmed while this node was failed, gone or stuck: said to
+		 * the subscribers, who must read again what they need. */
+		json_t *gap = json_pack("{s:s, s:I, s:I, s:O*}", "op", "gap", "skipped",
+					skipped, "term", json_integer_value(term), "leader",
+					json_object_get(batch, "leader"));
+
+		c->missed += (uint64_t)skipped;
+		LOG(LOG_WARNING, "changes", "the leader (term %lld) could not deliver %lld "
+		    "transaction(s) to this node in time: they will not come (counted; "
+		    "subscribers get a change event with op \"gap\")", (long long)json_integer_value(term),
+		    (long long)skipped);
+		if (gap)
+			events_publish(c->events, "change", gap);
+	}
 	json_array_foreach(txns, i, t) {
 		uint64_t lsn;
 		const char *s = json_string_value(json_object_get(t, "commit_lsn"));
@@ -223,6 +246,7 @@ static void outbox_clear(struct changes *c)
 	for (uint64_t s = c->base; s < c->next_seq; s++)
 		free(txn_at(c, s)->json);
 	c->base = c->next_seq = 0;
+	c->full_before_base = 0;
 	c->out_bytes = 0;
 	c->npeers = 0;
 	free(c->cur);
@@ -283,11 +307,13 @@ static void txn_part(struct changes *c, uint64_t commit_lsn, uint64_t confirm_ls
 {
 	char lsn[LSN_STR_MAX], *json;
 	struct txn *t;
+	bool empty;
 	int n;
 
 	lsn_format(commit_lsn, lsn);
 	n = asprintf(&json, "{\"commit_lsn\":\"%s\",\"part\":%u,\"xid\":%u,\"events\":[%s]}",
 		     lsn, c->part, c->xid, c->cur ? c->cur : "");
+	empty = c->cur_events == 0;
 	cur_reset(c);
 	if (n < 0) {
 		LOG(LOG_ERROR, "changes", "out of memory buffering a transaction: restarting the "
@@ -315,7 +341,7 @@ static void txn_part(struct changes *c, uint64_t commit_lsn, uint64_t confirm_ls
 	t = txn_at(c, c->next_seq++);
 	*t = (struct txn){ .commit_lsn = commit_lsn, .confirm_lsn = last ? confirm_lsn : 0,
 			   .part = c->part++, .last = last, .commit_time_us = c->commit_time_us,
-			   .json = json, .len = (size_t)n };
+			   .empty = empty, .json = json, .len = (size_t)n };
 	c->out_bytes += (size_t)n;
 	if (last) {
 		c->last_buffered = commit_lsn;
@@ -499,6 +525,58 @@ static void consumer_resume(struct changes *c)
 
 static void peer_send(struct changes *c, struct peer *p);
 
+/* @p's cursor is behind the outbox: it stopped counting (failed, gone or
+ * stuck) and the others' acknowledgements trimmed what it had not taken.
+ * It jumps to the oldest entry held; how many it will never get rides
+ * with its next batch ("skipped"), and is counted.  Never while a batch
+ * is in flight to it: that batch's answer says where it really is. */
+static void peer_catch_base(struct changes *c, struct peer *p)
+{
+	uint64_t lost;
+
+	if (p->next >= c->base)
+		return;
+	/* Entries without events (the lease's renewals) are no loss. */
+	lost = c->full_before_base - p->full_before_next;
+	p->skipped += lost;
+	c->skipped += lost;
+	p->next = p->acked = c->base;
+	p->full_before_next = c->full_before_base;
+}
+
+/* A member with work waiting that acknowledges nothing for
+ * changes_stuck_ms (alive to gossip, but its cluster TCP blocked, say)
+ * stops holding back the slot: Postgres would otherwise keep WAL for it
+ * without end.  It counts again once it has caught up. */
+static void peers_watch(struct changes *c)
+{
+	uint64_t now = uv_now(c->loop);
+
+	for (size_t i = 0; i < c->npeers; i++) {
+		struct peer *p = &c->peers[i];
+
+		if (p->self || p->gone)
+			continue;
+		/* Caught up: it acknowledged everything, the news of what it
+		 * skipped included (a jump over trimmed entries is no ack). */
+		if (p->acked >= c->next_seq && p->skipped == 0) {
+			if (p->stuck)
+				LOG(LOG_NOTICE, "changes", "member %s caught up: it counts again",
+				    p->name);
+			p->stuck = false;
+			p->progress_at = now;
+		} else if (!p->stuck && now - p->progress_at >= c->cfg->changes_stuck_ms) {
+			p->stuck = true;
+			c->stuck++;
+			LOG(LOG_WARNING, "changes", "member %s acknowledged nothing for %llu ms "
+			    "with %llu waiting: it no longer holds back the slot, and may miss "
+			    "changes (counted)", p->name,
+			    (unsigned long long)(now - p->progress_at),
+			    (unsigned long long)(c->next_seq - p->acked));
+		}
+	}
+}
+
 /* Alive members join (counting from the next transaction); members that
  * failed or left stop counting. */
 static void peers_refresh(struct changes *c)
@@ -525,11 +603,8 @@ static void peers_refresh(struct changes *c)
 				p->failures = 0;
 				p->retry_at = 0;
 			}
-			if (live && p->next < c->base) {
-				/* Back after it stopped counting: what was trimmed
-				 * meanwhile is gone for it, as for a failed member. */
-				p->next = p->acked = c->base;
-			}
+			if (live && !p->inflight)
+				peer_catch_base(c, p);
 			continue;
 		}
 		if (!live || c->npeers == PEERS_MAX)
@@ -542,7 +617,9 @@ static void peers_refresh(struct changes *c)
 			c->peers = np;
 		}
 		c->peers[c->npeers] = (struct peer){ .self = m->self, .seen = true,
-						     .next = c->base, .acked = c->base };
+						     .next = c->base, .acked = c->base,
+						     .full_before_next = c->full_before_base,
+						     .progress_at = uv_now(c->loop) };
 		snprintf(c->peers[c->npeers].name, sizeof(c->peers[0].name), "%s", m->name);
 		snprintf(c->peers[c->npeers].addr, sizeof(c->peers[0].addr), "%s", m->addr);
 		c->npeers++;
@@ -563,7 +640,7 @@ static void confirm(struct changes *c)
 	uint64_t min = c->next_seq;
 
 	for (size_t i = 0; i < c->npeers; i++)
-		if (!c->peers[i].gone && c->peers[i].acked < min)
+		if (!c->peers[i].gone && !c->peers[i].stuck && c->peers[i].acked < min)
 			min = c->peers[i].acked;
 	if (min <= c->base)
 		return;
@@ -581,6 +658,7 @@ static void confirm(struct changes *c)
 	while (c->base < min) {
 		struct txn *t = txn_at(c, c->base++);
 
+		c->full_before_base += !t->empty;
 		c->out_bytes -= t->len;
 		free(t->json);
 		t->json = NULL;
@@ -594,16 +672,17 @@ static void confirm(struct changes *c)
 #define BATCH_TEXT_MAX (CHANGES_BATCH_BYTES + CHANGES_PART_BYTES + 4096)
 
 /* The batch for @p, as the JSON text of changes.deliver's arguments. */
-static char *batch_text(struct changes *c, struct peer *p, uint64_t *end)
+static char *batch_text(struct changes *c, struct peer *p, uint64_t *end, uint64_t *full)
 {
 	size_t len = 0, cap = 0;
 	uint64_t s = p->next;
 	uint8_t *buf = NULL;
-	char head[64 + GOSSIP_NAME_MAX];
+	char head[96 + GOSSIP_NAME_MAX];
 	int n;
 
-	n = snprintf(head, sizeof(head), "[{\"term\":%llu,\"leader\":\"%s\",\"txns\":[",
-		     (unsigned long long)c->term, c->cfg->node);
+	n = snprintf(head, sizeof(head),
+		     "[{\"term\":%llu,\"leader\":\"%s\",\"skipped\":%llu,\"txns\":[",
+		     (unsigned long long)c->term, c->cfg->node, (unsigned long long)p->skipped);
 	if (n < 0 || (size_t)n >= sizeof(head) ||
 	    bytebuf_append(&buf, &len, &cap, head, (size_t)n, BATCH_TEXT_MAX))
 		goto fail;
@@ -615,6 +694,7 @@ static char *batch_text(struct changes *c, struct peer *p, uint64_t *end)
 		if ((s > p->next && bytebuf_append(&buf, &len, &cap, ",", 1, BATCH_TEXT_MAX)) ||
 		    bytebuf_append(&buf, &len, &cap, t->json, t->len, BATCH_TEXT_MAX))
 			goto fail;
+		*full += !t->empty;
 	}
 	if (bytebuf_append(&buf, &len, &cap, "]}]", 4, BATCH_TEXT_MAX))
 		goto fail;
@@ -628,8 +708,21 @@ fail:
 struct sendctx {
 	struct changes *c;
 	char name[GOSSIP_NAME_MAX + 1];
-	uint64_t end, term;
+	uint64_t end, term, skipped, full;
 };
+
+/* @p acknowledged everything before @end (@full entries with events
+ * since its cursor), and was told of @skipped. */
+static void peer_acked(struct changes *c, struct peer *p, uint64_t end, uint64_t full,
+		       uint64_t skipped)
+{
+	p->acked = p->next = end;
+	p->full_before_next += full;
+	p->skipped -= skipped < p->skipped ? skipped : p->skipped;
+	p->failures = 0;
+	p->progress_at = uv_now(c->loop);
+	confirm(c);
+}
 
 static struct peer *peer_find(struct changes *c, const char *name)
 {
@@ -658,9 +751,7 @@ static void send_done(void *ctx, const struct rpc_result *r)
 	if (p && c->leading && c->term == s->term) {
 		p->inflight = false;
 		if (r->status == RPC_OK) {
-			p->acked = p->next = s->end;
-			p->failures = 0;
-			confirm(c);
+			peer_acked(c, p, s->end, s->full, s->skipped);
 			send_kick(c);
 		} else {
 			peer_failed(c, p, r->message && *r->message ? r->message : r->code);
@@ -674,13 +765,18 @@ static void peer_send(struct changes *c, struct peer *p)
 	struct rpc_client *client = agent_rpc_client(c->a);
 	struct rpc_buf args = { 0 };
 	struct sendctx *s;
-	uint64_t end;
+	uint64_t end, told, full = 0;
 	char *text, err[256] = "";
 	int rc;
 
-	if (p->inflight || p->gone || p->next >= c->next_seq || uv_now(c->loop) < p->retry_at)
+	if (p->inflight || p->gone)
 		return;
-	text = batch_text(c, p, &end);
+	peer_catch_base(c, p);
+	/* Nothing new still goes when there is a gap to tell of. */
+	if ((p->next >= c->next_seq && p->skipped == 0) || uv_now(c->loop) < p->retry_at)
+		return;
+	told = p->skipped;
+	text = batch_text(c, p, &end, &full);
 	if (text == NULL)
 		return;
 	if (p->self) {
@@ -690,10 +786,8 @@ static void peer_send(struct changes *c, struct peer *p)
 		rc = a ? deliver_batch(c, json_array_get(a, 0), err, sizeof(err), &acked) : -ENOMEM;
 		json_decref(a);
 		free(text);
-		if (rc == 0) {
-			p->acked = p->next = end;
-			confirm(c);
-		}
+		if (rc == 0)
+			peer_acked(c, p, end, full, told);
 		return;
 	}
 	rc = rpc_args_from_json(text, &args, err, sizeof(err));
@@ -707,6 +801,8 @@ static void peer_send(struct changes *c, struct peer *p)
 	}
 	s->c = c;
 	s->end = end;
+	s->skipped = told;
+	s->full = full;
 	s->term = c->term;
 	snprintf(s->name, sizeof(s->name), "%s", p->name);
 	rc = rpc_client_call(client, p->name, p->addr, CHANGES_METHOD, args.data, args.len,
@@ -746,6 +842,7 @@ static void tick_fired(uv_timer_t *t)
 		return;
 	consumer_resume(c);
 	peers_refresh(c);
+	peers_watch(c);
 	confirm(c);
 	for (size_t i = 0; i < c->npeers; i++)
 		peer_send(c, &c->peers[i]);
@@ -855,6 +952,9 @@ void changes_stats_get(const struct changes *c, struct changes_stats *out)
 		.stale = c->stale,
 		.too_large = c->too_large,
 		.values_omitted = c->values_omitted,
+		.stuck = c->stuck,
+		.skipped = c->skipped,
+		.missed = c->missed,
 		.lag_seconds = lag,
 	};
 	if (c->onchange) {

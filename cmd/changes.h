@@ -14,7 +14,14 @@
  * per member (so each member sees them in order), and the answer is the
  * acknowledgement.  A member counts from the first transaction that
  * arrived while it was alive; a member that fails or leaves stops
- * counting.  The slot's position is confirmed to Postgres (repl_confirm)
+ * counting, and so does one that acknowledges nothing for
+ * --changes-stuck-timeout while work waits (alive to gossip but its
+ * cluster TCP blocked, say: Postgres would keep WAL for it without end)
+ * until it has caught up.  A member that stopped counting and comes back
+ * may find its next entries trimmed: it jumps to the oldest one held, and
+ * its next batch says how many it skipped ("skipped"), which it counts and
+ * hands its subscribers as a change event {"op":"gap","skipped":N}.  The slot's position
+ * is confirmed to Postgres (repl_confirm)
  * up to the last transaction every counted member has acknowledged, never
  * further: a new leader resumes there, so nothing committed is lost, and
  * what was delivered but not yet confirmed is delivered again (at least
@@ -80,6 +87,9 @@ struct changes_stats {
 	uint64_t delivered, duplicates, stale;   /* member side */
 	uint64_t too_large;                   /* leader: single changes over a part, not sent */
 	uint64_t values_omitted;              /* leader: values left out to fit a part */
+	uint64_t stuck;                       /* leader: members that stopped counting */
+	uint64_t skipped;                     /* leader: entries members will never get */
+	uint64_t missed;                      /* member: transactions it was told it missed */
 	double lag_seconds;                   /* leader: age of the oldest unconfirmed commit */
 	uint64_t onchange_written, onchange_dropped;   /* --on-change */
 };

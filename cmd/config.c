@@ -86,6 +86,9 @@ static const char usage_text[] =
 "  --slot NAME              logical replication slot, created if missing (meridian)\n"
 "  --publication NAME       publication, created FOR ALL TABLES if missing\n"
 "                           (meridian)\n"
+"  --changes-stuck-timeout D  a member that acknowledges no change for this long\n"
+"                           stops holding back the slot (30s; 1s to 1h); it may\n"
+"                           then miss changes (counted)\n"
 "  --on-change COMMAND      run `/bin/sh -c COMMAND` for the agent's life and write\n"
 "                           every change event to its stdin, one JSON line each\n"
 "                           (restarted if it exits; stopped if 4 MiB behind)\n"
@@ -271,7 +274,7 @@ struct raw {
 	const char *leave_timeout, *drain_timeout, *rpc_upstream, *rpc_max_inflight;
 	const char *primary_database_url, *database_url, *election, *lease, *lease_renew;
 	const char *lease_guard, *lease_name, *on_leader, *replica_lag_timeout;
-	const char *replication_mode, *slot, *publication, *on_change;
+	const char *replication_mode, *slot, *publication, *on_change, *changes_stuck;
 	const char *handler_v[RPC_HANDLERS_MAX];
 	struct flag_list handlers;
 	const char *join_v[CONFIG_SEEDS_MAX];
@@ -324,6 +327,7 @@ static int raw_parse(struct config *c, struct raw *r, int argc, char **argv)
 		{ "replica-lag-timeout", FLAG_STRING, &r->replica_lag_timeout },
 		{ "replication-mode", FLAG_STRING, &r->replication_mode },
 		{ "slot", FLAG_STRING, &r->slot },
+		{ "changes-stuck-timeout", FLAG_STRING, &r->changes_stuck },
 		{ "publication", FLAG_STRING, &r->publication },
 		{ "on-change", FLAG_STRING, &r->on_change },
 		{ "log-level", FLAG_STRING, &r->log_level },
@@ -382,8 +386,14 @@ static int numbers_parse(struct config *c, const struct raw *r, struct overrides
 	    duration_flag(c, "lease-guard", r->lease_guard, CONFIG_LEASE_MS_MAX,
 			  &c->lease_guard_ms) ||
 	    duration_flag(c, "replica-lag-timeout", r->replica_lag_timeout,
-			  CONFIG_REPLICA_LAG_TIMEOUT_MS_MAX, &c->replica_lag_timeout_ms))
+			  CONFIG_REPLICA_LAG_TIMEOUT_MS_MAX, &c->replica_lag_timeout_ms) ||
+	    duration_flag(c, "changes-stuck-timeout", r->changes_stuck,
+			  CONFIG_CHANGES_STUCK_MS_MAX, &c->changes_stuck_ms))
 		return -EINVAL;
+	if (c->changes_stuck_ms < CONFIG_CHANGES_STUCK_MS_MIN)
+		return usage_error(c, "--changes-stuck-timeout: %llu ms is less than %d ms",
+				   (unsigned long long)c->changes_stuck_ms,
+				   CONFIG_CHANGES_STUCK_MS_MIN);
 	if (r->rpc_max_inflight &&
 	    count_parse(r->rpc_max_inflight, 1, CONFIG_RPC_INFLIGHT_MAX, &c->rpc_max_inflight) != 0)
 		return usage_error(c, "--rpc-max-inflight: \"%s\" is not a number from 1 to %u",
@@ -801,6 +811,7 @@ int config_parse(struct config *c, int argc, char **argv, const struct config_en
 	c->lease_renew_ms = CONFIG_LEASE_RENEW_MS_DEFAULT;
 	c->lease_guard_ms = CONFIG_LEASE_GUARD_MS_DEFAULT;
 	c->replica_lag_timeout_ms = CONFIG_REPLICA_LAG_TIMEOUT_MS_DEFAULT;
+	c->changes_stuck_ms = CONFIG_CHANGES_STUCK_MS_DEFAULT;
 	c->log_level = LOG_NOTICE;
 	c->log_format = LOG_FORMAT_TEXT;
 	if (env == NULL)

@@ -49,6 +49,9 @@
 #define CONFIG_REPL_STREAM 1
 #define CONFIG_REPL_POLL 2
 #define CONFIG_REPLICA_LAG_TIMEOUT_MS_MAX (300 * 1000)
+#define CONFIG_CHANGES_STUCK_MS_DEFAULT (30 * 1000)
+#define CONFIG_CHANGES_STUCK_MS_MIN 1000
+#define CONFIG_CHANGES_STUCK_MS_MAX (3600 * 1000)
 #define CONFIG_PRIORITY_MAX 1000000
 #define CONFIG_PRIORITY_TAG "priority"   /* lower leads first (gossip election) */
 
@@ -115,6 +118,7 @@ struct config {
 	int replication;                        /* --replication-mode: CONFIG_REPL_* */
 	char slot[CONFIG_PG_NAME_MAX + 1];      /* --slot (meridian) */
 	char publication[CONFIG_PG_NAME_MAX + 1];   /* --publication (meridian) */
+	uint64_t changes_stuck_ms;              /* --changes-stuck-timeout (30s) */
 	int election;                           /* CONFIG_ELECTION_* */
 	uint64_t lease_ms;                      /* --lease (5s) */
 	uint64_t lease_renew_ms;                /* --lease-renew (1s) */

@@ -1010,6 +1010,7 @@ START_TEST(election_backend_and_lease)
 	ck_assert_str_eq(c.lease_name, "meridian");
 	ck_assert_ptr_null(c.on_leader);
 	ck_assert_uint_eq(c.replica_lag_timeout_ms, 5000);
+	ck_assert_uint_eq(c.changes_stuck_ms, 30000);
 	ck_assert_int_eq(c.replication, CONFIG_REPL_OFF);
 	ck_assert_str_eq(c.slot, "meridian");
 	ck_assert_str_eq(c.publication, "meridian");
@@ -1060,6 +1061,13 @@ START_TEST(election_backend_and_lease)
 	assert_usage_error(&c, rc, "--slot");
 	rc = parse_s(&c, &e, "--node", "n", "--replica-lag-timeout", "6m", NULL);
 	assert_usage_error(&c, rc, "--replica-lag-timeout");
+	rc = parse_s(&c, &e, "--node", "n", "--changes-stuck-timeout", "2s", NULL);
+	ck_assert_int_eq(rc, 0);
+	ck_assert_uint_eq(c.changes_stuck_ms, 2000);
+	rc = parse_s(&c, &e, "--node", "n", "--changes-stuck-timeout", "500ms", NULL);
+	assert_usage_error(&c, rc, "--changes-stuck-timeout: 500 ms is less than 1000 ms");
+	rc = parse_s(&c, &e, "--node", "n", "--changes-stuck-timeout", "2h", NULL);
+	assert_usage_error(&c, rc, "--changes-stuck-timeout");
 	rc = parse_s(&c, &e, "--node", "n", "--on-leader", "", NULL);
 	assert_usage_error(&c, rc, "--on-leader");
 	rc = parse_s(&c, &e, "--node", "n", "--tag", "priority=x", NULL);
@@ -1108,6 +1116,7 @@ START_TEST(usage_lists_every_flag)
 		"rpc-max-inflight", "drain-timeout", "primary-database-url", "database-url",
 		"election", "lease", "lease-renew", "lease-guard", "lease-name", "on-leader",
 		"replica-lag-timeout", "replication-mode", "slot", "publication", "on-change",
+		"changes-stuck-timeout",
 		"log-level", "log-format", "dev", "help",
 	};
 	const char *u = config_usage();
