@@ -310,6 +310,16 @@ static void txn_part(struct changes *c, uint64_t commit_lsn, uint64_t confirm_ls
 	bool empty;
 	int n;
 
+	/* A whole transaction with nothing to fan out (the lease's own
+	 * renewals, one a second) goes to nobody: with nothing waiting before
+	 * it, its position is confirmed at once. */
+	if (last && c->part == 0 && c->cur_events == 0 && c->base == c->next_seq) {
+		cur_reset(c);
+		c->last_buffered = commit_lsn;
+		if (c->repl && repl_confirm(c->repl, confirm_lsn) == 0)
+			c->confirmed = confirm_lsn;
+		return;
+	}
 	lsn_format(commit_lsn, lsn);
 	n = asprintf(&json, "{\"commit_lsn\":\"%s\",\"part\":%u,\"xid\":%u,\"events\":[%s]}",
 		     lsn, c->part, c->xid, c->cur ? c->cur : "");
