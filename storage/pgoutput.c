@@ -905,7 +905,8 @@ int pgoutput_change_dump(json_t *ev, size_t limit, char **out, size_t *omitted)
 	if (n && !v)
 		return -ENOMEM;
 	n = v ? omit_candidates(ev, v) : 0;
-	qsort(v, n, sizeof(*v), cand_cmp);
+	if (n)
+		qsort(v, n, sizeof(*v), cand_cmp);
 	/* Largest first, as many as the estimate says; then dump and check,
 	 * one more at a time while it still does not fit (the estimate
 	 * ignores the "omitted" key itself).  Keys are copied: omit() frees

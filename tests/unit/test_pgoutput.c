@@ -1302,6 +1302,15 @@ START_TEST(test_dump)
 	ck_assert_int_eq(pgoutput_change_dump(ev, 16, &s, &omitted), -EMSGSIZE);
 	ck_assert_ptr_null(s);
 	json_decref(ev);
+
+	/* No values to leave out at all (a truncate): -EMSGSIZE, nothing
+	 * sorted (a fuzzer found qsort given NULL). */
+	ev = json_loads("{\"lsn\":\"0/1\",\"op\":\"truncate\",\"tables\":[\"public.t\"]}",
+			0, NULL);
+	ck_assert_ptr_nonnull(ev);
+	ck_assert_int_eq(pgoutput_change_dump(ev, 8, &s, &omitted), -EMSGSIZE);
+	ck_assert_uint_eq(omitted, 0);
+	json_decref(ev);
 }
 END_TEST
 
