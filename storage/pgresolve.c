@@ -2,10 +2,18 @@
  * storage/pgresolve.c - host names resolved with uv_getaddrinfo() before
  * libpq connects (see pgresolve.h for the contract).
  *
- * One request resolves the names of one conninfo in turn (one lookup in
- * the thread pool at a time: a conninfo has a few hosts at most).  The
- * request always ends in on_resolved(), cancelled or not, which frees it:
- * a cancelled request only stops calling its owner.
+ * Lookups are shared: one uv_getaddrinfo() per name in flight, however
+ * many requests (a pool's connections, the replica poller) wait for it,
+ * and a request that is cancelled only stops waiting: its lookup runs on
+ * for the others, or for the next request of that name.  So a name whose
+ * DNS server hangs holds one of libuv's few thread-pool threads, never
+ * one per reconnection attempt.  A request's names are looked up at the
+ * same time; the request ends when the last of them has answered.
+ *
+ * Delivery is in two steps so that an owner's callback may cancel or
+ * start any request: first every waiter of a finished lookup takes its
+ * answer, then the requests it completed are called back one by one, a
+ * request cancelled meanwhile being freed without a call.
  */
 #include "storage/pgresolve.h"
 
@@ -21,20 +29,42 @@ struct host {
 	char *name;
 	char *port;                   /* this host's port, when the list has one per host */
 	bool numeric;
+	int status;                   /* of its lookup: 0, or a UV error */
 	size_t naddrs;
 	char addrs[PGRESOLVE_ADDRS_MAX][INET6_ADDRSTRLEN];
 };
 
+struct waiter;
+
 struct pgresolve {
-	uv_getaddrinfo_t req;
-	uv_loop_t *loop;
 	const struct pgsock_params *p;
 	pgresolve_cb cb;
 	void *data;
-	bool cancelled;
+	struct waiter *waiters;       /* on lookups still running */
+	size_t pending;               /* names not answered yet */
+	bool ready, cancelled;        /* in a delivery, called back next / not to be */
+	struct pgresolve *ready_next;
 	struct host hosts[PGRESOLVE_HOSTS_MAX];
-	size_t nhosts, at;           /* the host being resolved */
+	size_t nhosts;
 };
+
+/* One request's interest in one lookup. */
+struct waiter {
+	struct pgresolve *r;
+	size_t host;
+	struct lookup *l;
+	struct waiter *next_in_lookup, *next_in_request;
+};
+
+struct lookup {
+	uv_getaddrinfo_t req;
+	uv_loop_t *loop;
+	char *name;
+	struct waiter *waiters;
+	struct lookup *next;
+};
+
+static struct lookup *running;   /* lookups in flight, every loop's */
 
 static const char *param(const struct pgsock_params *p, const char *k)
 {
@@ -80,14 +110,9 @@ static void request_free(struct pgresolve *r)
 	free(r);
 }
 
-static void fail(struct pgresolve *r, int status, const char *what)
-{
-	char text[PGRESOLVE_ERROR_MAX];
-
-	snprintf(text, sizeof(text), "could not resolve host \"%s\": %s",
-		 r->hosts[r->at].name, what ? what : uv_strerror(status));
-	r->cb(r->data, status, NULL, text);
-}
+/* ------------------------------------------------------------------ */
+/* The answer                                                          */
+/* ------------------------------------------------------------------ */
 
 /* Appends @s and a comma (dropped at the end by the caller) to @buf. */
 static void add(char *buf, size_t size, size_t *len, const char *s)
@@ -98,11 +123,23 @@ static void add(char *buf, size_t size, size_t *len, const char *s)
 		*len += (size_t)n;
 }
 
-/* Every name resolved: the parameters with the lists, to the owner. */
+static void fail(struct pgresolve *r, int status, const char *name, const char *why)
+{
+	char text[PGRESOLVE_ERROR_MAX];
+
+	snprintf(text, sizeof(text), "could not resolve host \"%s\": %s", name,
+		 why ? why : uv_strerror(status));
+	r->cb(r->data, status, NULL, text);
+}
+
+/* Every name answered: the parameters with the lists (the hosts that
+ * resolved, as libpq would skip the others), or the first failure when
+ * none did. */
 static void finish(struct pgresolve *r)
 {
-	size_t cap = 0, hl = 0, al = 0, pl = 0, n = 0;
+	size_t cap = 0, hl = 0, al = 0, pl = 0;
 	bool per_host_ports = r->hosts[0].port != NULL;
+	const struct host *failed = NULL;
 	char *hosts, *addrs, *ports;
 	struct pgsock_params out;
 	int rc = UV_ENOMEM;
@@ -110,8 +147,15 @@ static void finish(struct pgresolve *r)
 	for (size_t i = 0; i < r->nhosts; i++) {
 		const struct host *h = &r->hosts[i];
 
+		if (h->naddrs == 0 && !failed)
+			failed = h;
 		cap += h->naddrs * (strlen(h->name) + (h->port ? strlen(h->port) : 0) +
 				    INET6_ADDRSTRLEN + 3);
+	}
+	if (cap == 0) {
+		fail(r, failed->status ? failed->status : UV_EAI_NODATA, failed->name,
+		     failed->status ? NULL : "no address");
+		return;
 	}
 	hosts = malloc(cap + 1);
 	addrs = malloc(cap + 1);
@@ -120,7 +164,7 @@ static void finish(struct pgresolve *r)
 		for (size_t i = 0; i < r->nhosts; i++) {
 			const struct host *h = &r->hosts[i];
 
-			for (size_t j = 0; j < h->naddrs; j++, n++) {
+			for (size_t j = 0; j < h->naddrs; j++) {
 				add(hosts, cap + 1, &hl, h->name);
 				add(addrs, cap + 1, &al, h->addrs[j]);
 				if (per_host_ports)
@@ -140,43 +184,22 @@ static void finish(struct pgresolve *r)
 	free(addrs);
 	free(ports);
 	if (rc) {
-		r->at = 0;
-		fail(r, rc, "out of memory");
+		fail(r, rc, r->hosts[0].name, "out of memory");
 		return;
 	}
 	r->cb(r->data, 0, &out, NULL);
 	pgsock_params_free(&out);
 }
 
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res);
+/* ------------------------------------------------------------------ */
+/* Shared lookups                                                      */
+/* ------------------------------------------------------------------ */
 
-/* Starts the lookup of the next name from r->at on; 1 when there is none
- * left, 0 when started, or a UV error. */
-static int next(struct pgresolve *r)
+static void take_addrs(struct host *h, int status, const struct addrinfo *res)
 {
-	static const struct addrinfo hints = { .ai_family = AF_UNSPEC,
-					       .ai_socktype = SOCK_STREAM };
-
-	while (r->at < r->nhosts && r->hosts[r->at].numeric)
-		r->at++;
-	if (r->at == r->nhosts)
-		return 1;
-	return uv_getaddrinfo(r->loop, &r->req, on_resolved, r->hosts[r->at].name, NULL, &hints);
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
-{
-	struct pgresolve *r = req->data;
-	struct host *h = &r->hosts[r->at];
-	int rc;
-
-	if (r->cancelled) {
-		uv_freeaddrinfo(res);
-		request_free(r);
-		return;
-	}
-	for (struct addrinfo *ai = status == 0 ? res : NULL; ai && h->naddrs < PGRESOLVE_ADDRS_MAX;
-	     ai = ai->ai_next) {
+	h->status = status;
+	for (const struct addrinfo *ai = status == 0 ? res : NULL;
+	     ai && h->naddrs < PGRESOLVE_ADDRS_MAX; ai = ai->ai_next) {
 		char a[INET6_ADDRSTRLEN] = "";
 		bool seen = false;
 
@@ -189,21 +212,129 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 		if (*a && !seen)
 			snprintf(h->addrs[h->naddrs++], sizeof(h->addrs[0]), "%s", a);
 	}
-	uv_freeaddrinfo(res);
-	if (status < 0 || h->naddrs == 0) {
-		fail(r, status < 0 ? status : UV_EAI_NODATA, status < 0 ? NULL : "no address");
-		request_free(r);
-		return;
-	}
-	r->at++;
-	rc = next(r);
-	if (rc == 1)
-		finish(r);
-	else if (rc < 0)
-		fail(r, rc, NULL);
-	if (rc != 0)
-		request_free(r);
 }
+
+static void lookup_unlink(struct lookup *l)
+{
+	for (struct lookup **pp = &running; *pp; pp = &(*pp)->next) {
+		if (*pp == l) {
+			*pp = l->next;
+			return;
+		}
+	}
+}
+
+/* Removes @w from its request's list. */
+static void waiter_unlink_request(struct waiter *w)
+{
+	for (struct waiter **pp = &w->r->waiters; *pp; pp = &(*pp)->next_in_request) {
+		if (*pp == w) {
+			*pp = w->next_in_request;
+			return;
+		}
+	}
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct lookup *l = req->data;
+	struct waiter *w = l->waiters, *next;
+	struct pgresolve *ready = NULL, **tail = &ready;
+
+	/* Step 1: every waiter takes its answer (no callback yet). */
+	lookup_unlink(l);
+	for (; w; w = next) {
+		struct pgresolve *r = w->r;
+
+		next = w->next_in_lookup;
+		take_addrs(&r->hosts[w->host], status, res);
+		waiter_unlink_request(w);
+		free(w);
+		if (--r->pending == 0) {
+			r->ready = true;
+			*tail = r;
+			tail = &r->ready_next;
+		}
+	}
+	uv_freeaddrinfo(res);
+	free(l->name);
+	free(l);
+	/* Step 2: the owners, each of whom may cancel another ready one. */
+	while (ready) {
+		struct pgresolve *r = ready;
+
+		ready = r->ready_next;
+		if (!r->cancelled)
+			finish(r);
+		request_free(r);
+	}
+}
+
+/* Waits for @name's lookup on @loop, started if none is running. */
+static int wait_for(uv_loop_t *loop, struct pgresolve *r, size_t host)
+{
+	static const struct addrinfo hints = { .ai_family = AF_UNSPEC,
+					       .ai_socktype = SOCK_STREAM };
+	const char *name = r->hosts[host].name;
+	struct waiter *w = calloc(1, sizeof(*w));
+	struct lookup *l;
+	int rc;
+
+	if (!w)
+		return UV_ENOMEM;
+	for (l = running; l; l = l->next)
+		if (l->loop == loop && strcmp(l->name, name) == 0)
+			break;
+	if (!l) {
+		l = calloc(1, sizeof(*l));
+		if (l)
+			l->name = strdup(name);
+		if (!l || !l->name) {
+			free(l);
+			free(w);
+			return UV_ENOMEM;
+		}
+		l->loop = loop;
+		l->req.data = l;
+		rc = uv_getaddrinfo(loop, &l->req, on_resolved, name, NULL, &hints);
+		if (rc < 0) {
+			free(l->name);
+			free(l);
+			free(w);
+			return rc;
+		}
+		l->next = running;
+		running = l;
+	}
+	*w = (struct waiter){ .r = r, .host = host, .l = l, .next_in_lookup = l->waiters,
+			      .next_in_request = r->waiters };
+	l->waiters = w;
+	r->waiters = w;
+	r->pending++;
+	return 0;
+}
+
+/* Takes @r off every lookup it waits for (they run on for others). */
+static void stop_waiting(struct pgresolve *r)
+{
+	while (r->waiters) {
+		struct waiter *w = r->waiters;
+
+		for (struct waiter **pp = &w->l->waiters; *pp; pp = &(*pp)->next_in_lookup) {
+			if (*pp == w) {
+				*pp = w->next_in_lookup;
+				break;
+			}
+		}
+		r->waiters = w->next_in_request;
+		free(w);
+	}
+	r->pending = 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* Requests                                                            */
+/* ------------------------------------------------------------------ */
 
 int pgresolve_start(uv_loop_t *loop, const struct pgsock_params *p, pgresolve_cb cb,
 		    void *data, struct pgresolve **out)
@@ -213,7 +344,7 @@ int pgresolve_start(uv_loop_t *loop, const struct pgsock_params *p, pgresolve_cb
 	size_t nh, np;
 	bool names = false;
 	struct pgresolve *r;
-	int rc;
+	int rc = 0;
 
 	*out = NULL;
 	if (!host || !*host || (hostaddr && *hostaddr))
@@ -225,8 +356,7 @@ int pgresolve_start(uv_loop_t *loop, const struct pgsock_params *p, pgresolve_cb
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return UV_ENOMEM;
-	*r = (struct pgresolve){ .loop = loop, .p = p, .cb = cb, .data = data };
-	r->req.data = r;
+	*r = (struct pgresolve){ .p = p, .cb = cb, .data = data };
 	for (size_t i = 0; i < nh; i++) {
 		struct host *h = &r->hosts[r->nhosts++];
 
@@ -246,12 +376,11 @@ int pgresolve_start(uv_loop_t *loop, const struct pgsock_params *p, pgresolve_cb
 			snprintf(h->addrs[h->naddrs++], sizeof(h->addrs[0]), "%s", h->name);
 		names = names || !h->numeric;
 	}
-	if (!names) {
-		request_free(r);
-		return 0;
-	}
-	rc = next(r);
-	if (rc < 0) {
+	for (size_t i = 0; i < r->nhosts && names && rc == 0; i++)
+		if (!r->hosts[i].numeric)
+			rc = wait_for(loop, r, i);
+	if (!names || rc < 0) {
+		stop_waiting(r);
 		request_free(r);
 		return rc;
 	}
@@ -263,6 +392,10 @@ void pgresolve_cancel(struct pgresolve *r)
 {
 	if (!r)
 		return;
-	r->cancelled = true;
-	uv_cancel((uv_req_t *)&r->req);
+	if (r->ready) {
+		r->cancelled = true;   /* in a delivery: freed there, not called */
+		return;
+	}
+	stop_waiting(r);
+	request_free(r);
 }

@@ -9,8 +9,9 @@
  * a single port kept); a list mixing a name and a number, with a port per
  * host repeated to match; what is left to libpq (numbers only, hostaddr
  * given, socket directories, no host, mismatched ports, too many hosts);
- * a name that does not resolve (the error names it); a name failing after
- * another resolved; cancellation (no callback, nothing leaked).
+ * a name that does not resolve (the error names it); one of several that
+ * does not (left out with its port); cancellation (no callback, nothing
+ * leaked); lookups shared between requests, and cancelled from a callback.
  */
 #include <check.h>
 #include <stdbool.h>
@@ -177,10 +178,66 @@ START_TEST(test_failures)
 	ck_assert_int_lt(g.status, 0);
 	ck_assert_msg(strstr(g.error, "could not resolve host \"" BAD_NAME "\": ") != NULL,
 		      "error: %s", g.error);
-	/* The first name resolves, the second does not: the second named. */
-	ck_assert(resolve("host=localhost," BAD_NAME, &g));
+	/* One of several does not resolve: left out, as libpq would skip it
+	 * (with its port); none does: the first named. */
+	ck_assert(resolve("host=" BAD_NAME ",localhost port=1,2", &g));
+	ck_assert_int_eq(g.status, 0);
+	ck_assert_uint_ge(all_are(g.host, "localhost"), 1);
+	ck_assert_uint_eq(all_are(g.port, "2"), entries(g.host));
+	ck_assert(resolve("host=" BAD_NAME "," BAD_NAME "b", &g));
 	ck_assert_int_lt(g.status, 0);
-	ck_assert_ptr_nonnull(strstr(g.error, BAD_NAME));
+	ck_assert_ptr_nonnull(strstr(g.error, "\"" BAD_NAME "\""));
+}
+END_TEST
+
+/* Requests for the same name share one lookup; one cancelled does not
+ * stop the others; an owner may cancel, from its callback, another
+ * request that the same lookup completed. */
+static struct pgresolve *pair[2];
+static struct got pair_got[2];
+
+/* The first of the pair called cancels the other. */
+static void cancel_other(void *data, int status, const struct pgsock_params *p,
+			 const char *error)
+{
+	int self = data == &pair_got[1];
+
+	on_resolved(data, status, p, error);
+	pgresolve_cancel(pair[!self]);
+	pair[0] = pair[1] = NULL;
+}
+
+START_TEST(test_shared)
+{
+	struct pgsock_options o = { .conninfo = "host=localhost" };
+	struct pgsock_params p;
+	struct pgresolve *r[3];
+	struct got g[3];
+	char err[256];
+
+	memset(g, 0, sizeof(g));
+	ck_assert_int_eq(pgsock_params_build(&p, &o, err, sizeof(err)), 0);
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(pgresolve_start(&loop, &p, on_resolved, &g[i], &r[i]), 0);
+	pgresolve_cancel(r[1]);
+	ck_assert(test_run_until(&loop, called, &g[2], DEADLINE_MS));
+	test_run_for(&loop, 50);
+	ck_assert_int_eq(g[0].calls, 1);
+	ck_assert_int_eq(g[1].calls, 0);
+	ck_assert_int_eq(g[2].calls, 1);
+	ck_assert_ptr_nonnull(strstr(g[0].hostaddr, "127.0.0.1"));
+
+	/* Both complete in one delivery; the first one's owner cancels the
+	 * second, which is then never called (whichever order they come in,
+	 * one of them is cancelled by the other). */
+	memset(pair_got, 0, sizeof(pair_got));
+	ck_assert_int_eq(pgresolve_start(&loop, &p, cancel_other, &pair_got[0], &pair[0]), 0);
+	ck_assert_int_eq(pgresolve_start(&loop, &p, cancel_other, &pair_got[1], &pair[1]), 0);
+	ck_assert(test_run_until(&loop, called, &pair_got[0], 2000) ||
+		  test_run_until(&loop, called, &pair_got[1], 2000));
+	test_run_for(&loop, 50);
+	ck_assert_int_eq(pair_got[0].calls + pair_got[1].calls, 1);
+	pgsock_params_free(&p);
 }
 END_TEST
 
@@ -216,6 +273,7 @@ int main(void)
 	tcase_add_test(tc, test_left_to_libpq);
 	tcase_add_test(tc, test_failures);
 	tcase_add_test(tc, test_cancel);
+	tcase_add_test(tc, test_shared);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
