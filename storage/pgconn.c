@@ -504,6 +504,14 @@ static bool rows_take(struct pgconn *c, PGresult *r)
 {
 	char text[PGCONN_ERROR_MAX];
 
+	if (PQnfields(r) == 0) {
+		/* libpq cannot add a row of no columns to a result. */
+		PQclear(r);
+		conn_end(c, -EPROTO, NULL, "rows without columns cannot be gathered one by one "
+			 "(name a column)", true);
+		return false;
+	}
+	c->rows_bytes += 16;          /* the row's own bookkeeping */
 	for (int f = 0; f < PQnfields(r); f++)
 		c->rows_bytes += (size_t)PQgetlength(r, 0, f) + 8;
 	if (c->rows_bytes > c->max_result_bytes) {

@@ -39,12 +39,15 @@
  * (after the user's, so ours wins there too).
  *
  * Result size.  With max_result_bytes set, rows are read one at a time
- * (PQsetSingleRowMode) and counted (each value's length plus 8 bytes);
- * past the bound the query fails with -EFBIG and the connection is
- * dropped rather than read further (the server stops when it next
- * writes), so an answer never takes more memory than the bound, whatever
- * the statement.  The next query connects again at once: the server did
- * nothing wrong.  Without it libpq reads the whole answer into memory.
+ * (PQsetSingleRowMode) and counted (16 bytes a row, and each value's
+ * length plus 8); past the bound the query fails with -EFBIG and the
+ * connection is dropped rather than read further (the server stops when
+ * it next writes), so an answer never holds more than about two or three
+ * times the bound in memory (the rows, and their copy into one result),
+ * whatever the statement.  The next query connects again at once: the
+ * server did nothing wrong.  Rows of no columns (SELECT FROM t) cannot be
+ * gathered that way: -EPROTO.  Without the bound libpq reads the whole
+ * answer into memory.
  *
  * Answers.  The callback gets a struct pgconn_reply, valid during the
  * callback only (the PGresult is freed after it returns; the caller
@@ -105,7 +108,8 @@ struct pgconn_config {
  *   -ECONNRESET   the connection was lost while the query ran (@sqlstate
  *                 set when the server said why, e.g. 57P01);
  *   -EPROTO       an answer this module does not handle (COPY, several
- *                 statements' worth of results);
+ *                 statements' worth of results, rows of no columns
+ *                 under max_result_bytes);
  *   -EFBIG        the answer's rows passed max_result_bytes (the
  *                 connection was dropped);
  *   -ENOMEM.

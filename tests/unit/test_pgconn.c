@@ -299,13 +299,18 @@ START_TEST(test_result_bound)
 	ck_assert_str_eq(g.last[0], "3");
 	ck_assert_str_eq(g.tag, "INSERT 0 3");
 
+	/* Rows of no columns cannot be gathered: said, not lost. */
+	query(c, &g, "SELECT FROM generate_series(1, 5)", 0, NULL, 0);
+	ck_assert_int_eq(g.status, -EPROTO);
+	ck_assert_ptr_nonnull(strstr(g.error, "without columns"));
+
 	/* An error after some rows: the error, the rows dropped, the
 	 * connection kept. */
 	query(c, &g, "SELECT 1 / (g - 300) FROM generate_series(1, 500) g", 0, NULL, 0);
 	ck_assert_int_eq(g.status, -EREMOTEIO);
 	ck_assert_str_eq(g.sqlstate, "22012");
 	pgconn_stats_get(c, &st);
-	ck_assert_uint_eq(st.connects, 1);
+	ck_assert_uint_eq(st.connects, 2);   /* the one before was dropped */
 
 	/* 1000 rows of 1000 bytes: -EFBIG long before the end. */
 	query(c, &g, "SELECT repeat('x', 1000) FROM generate_series(1, 1000)", 0, NULL, 0);
@@ -314,13 +319,14 @@ START_TEST(test_result_bound)
 	pgconn_stats_get(c, &st);
 	ck_assert_uint_eq(st.too_large, 1);
 	ck_assert_int_eq(st.connected, 0);
+	ck_assert_uint_eq(st.connects, 2);
 	/* Not the server's fault: no 5 s backoff before the next query. */
 	t0 = uv_now(&loop);
 	query_ok(c, &g, "SELECT 42", 0, NULL);
 	ck_assert_str_eq(g.vals[0], "42");
 	ck_assert_uint_lt(g.at - t0, 4000);
 	pgconn_stats_get(c, &st);
-	ck_assert_uint_eq(st.connects, 2);
+	ck_assert_uint_eq(st.connects, 3);
 	pgconn_close(c);
 
 	/* Unbounded (the default): libpq reads it all. */
