@@ -190,6 +190,7 @@ check "/metrics counts RPCs by method and outcome" bash -c \
 # a new call to a2 is refused (unavailable, or a2 already unknown), a2
 # exits 0.
 slow_out="$AGENTS_DIR/slow.out"
+rm -f "$AGENTS_DIR/slow-a2.started"
 ( timeout 30 "$MERIDIAN" rpc --api "${AGENT_API[f1]}" --node a2 --timeout 10s slow \
 	>"$slow_out" 2>&1; echo "rc=$?" >>"$slow_out" ) &
 slow_pid=$!
@@ -234,6 +235,7 @@ check "rpc --region iad with both iad nodes gone: exit 3 or 4 ($RPC_RC, $RPC_ERR
 # drops, so the call must end with 3 or 4 within 5 s of the kill, well
 # before its 10 s timeout.
 mid_err="$AGENTS_DIR/midcall.err"
+rm -f "$AGENTS_DIR/slow-f1.started"   # earlier slow calls on f1 made it
 timeout 30 "$MERIDIAN" rpc --api "${AGENT_API[f2]}" --node f1 --timeout 10s slow \
 	>/dev/null 2>"$mid_err" &
 mid_pid=$!
