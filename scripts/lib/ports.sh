@@ -11,29 +11,35 @@
 # A range that looks free (ss) may still be another test's that has not
 # bound it yet (initdb takes seconds): ctest runs two scripts at once.  So
 # ranges are also reserved, in blocks of 100 ports, by directories under
-# /tmp/meridian-ports made with mkdir (atomic) and holding the reserving
-# shell's PID; a block whose owner is gone is free again.
+# /tmp/meridian-ports holding the reserving shell's PID, taken under a
+# lock; a block whose owner is gone is free again.
 
 PORTS_DIR=${TMPDIR:-/tmp}/meridian-ports
 
 # ports_reserve FIRST LAST: reserves the blocks of ports FIRST..LAST for
 # this shell ($$: the script, even from a subshell); 1 if any is another
-# live shell's (then none is kept).
+# live shell's (then none is kept).  Under one lock (flock), so that two
+# shells never both take a block, a stale one included.
 ports_reserve() {
-	local b d owner taken=()
+	local b d owner fd rc=0 taken=()
 	mkdir -p "$PORTS_DIR" 2>/dev/null
+	exec {fd}>"$PORTS_DIR/.lock" || return 1
+	flock -w 30 "$fd" || { exec {fd}>&-; return 1; }
 	for ((b = $1 / 100; b <= $2 / 100; b++)); do
 		d=$PORTS_DIR/$b
-		if ! mkdir "$d" 2>/dev/null; then
-			owner=$(cat "$d/pid" 2>/dev/null)
-			if [ "$owner" != $$ ] && [ -n "$owner" ] && kill -0 "$owner" 2>/dev/null; then
-				for d in "${taken[@]}"; do rm -rf "$d"; done
-				return 1
-			fi
+		owner=$(cat "$d/pid" 2>/dev/null)
+		if [ -n "$owner" ] && [ "$owner" != $$ ] && kill -0 "$owner" 2>/dev/null; then
+			rc=1
+			break
 		fi
-		echo $$ >"$d/pid"
-		taken+=("$d")
+		[ "$owner" = $$ ] && continue   # ours already: not ours to release
+		mkdir -p "$d" && echo $$ >"$d/pid" && taken+=("$d")
 	done
+	if [ $rc != 0 ]; then
+		for d in "${taken[@]}"; do rm -rf "$d"; done
+	fi
+	exec {fd}>&-
+	return $rc
 }
 
 # ports_free_base N: prints a base port P, a multiple of N, such that
