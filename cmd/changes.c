@@ -98,6 +98,7 @@ struct changes {
 	uint64_t last_delivered;      /* commit_lsn of the last part delivered */
 	uint32_t last_part;           /* ... and which part */
 	uint64_t max_term;
+	char last_gap[128];           /* the last gap told: term/skipped/first txn */
 
 	uint64_t txns_in, events_in, pauses, delivered, duplicates, stale, slot_busy, too_large;
 	uint64_t values_omitted, stuck, skipped, missed;
@@ -114,8 +115,9 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 {
 	json_t *term = json_object_get(batch, "term"), *txns = json_object_get(batch, "txns");
 	json_int_t skipped;
+	char gap_key[sizeof(((struct changes *)0)->last_gap)];
 	size_t i, j;
-	json_t *t, *ev;
+	json_t *t, *ev, *first;
 
 	if (!json_is_integer(term) || !json_is_array(txns)) {
 		snprintf(err, errlen, "expected {\"term\":N,\"txns\":[...]}");
@@ -134,7 +136,15 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 	}
 	c->max_term = (uint64_t)json_integer_value(term);
 	skipped = json_integer_value(json_object_get(batch, "skipped"));
-	if (skipped > 0) {
+	/* A batch sent again (its answer was lost) tells of the same gap:
+	 * the same term, count and first transaction. */
+	first = json_array_get(txns, 0);
+	snprintf(gap_key, sizeof(gap_key), "%lld/%lld/%s/%lld",
+		 (long long)json_integer_value(term), (long long)skipped,
+		 first ? json_string_value(json_object_get(first, "commit_lsn")) : "-",
+		 first ? (long long)json_integer_value(json_object_get(first, "part")) :
+			 (long long)c->last_delivered);
+	if (skipped > 0 && strcmp(gap_key, c->last_gap) != 0) {
 		/* Trimmed while this node was failed, gone or stuck: said to
 		 * the subscribers, who must read again what they need. */
 		json_t *gap = json_pack("{s:s, s:I, s:I, s:O*}", "op", "gap", "skipped",
@@ -148,6 +158,7 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 		    (long long)skipped);
 		if (gap)
 			events_publish(c->events, "change", gap);
+		snprintf(c->last_gap, sizeof(c->last_gap), "%s", gap_key);
 	}
 	json_array_foreach(txns, i, t) {
 		uint64_t lsn;
@@ -435,7 +446,7 @@ static void on_message(void *ctx, uint64_t lsn, const uint8_t *data, size_t len)
 					"out (counted)", lsntext, c->xid, CHANGES_PART_BYTES);
 			break;
 		}
-		if (omitted) {
+		if (rc == 0 && omitted) {
 			c->values_omitted += omitted;
 			LOG_RATELIMITED(LOG_WARNING, "changes", "a change at %s in transaction %u "
 					"was over %u bytes: %zu value(s) left out, named in "
@@ -565,8 +576,10 @@ static void peers_watch(struct changes *c)
 	for (size_t i = 0; i < c->npeers; i++) {
 		struct peer *p = &c->peers[i];
 
-		if (p->self || p->gone)
+		if (p->self || p->gone) {
+			p->progress_at = now;   /* a member back counts from its return */
 			continue;
+		}
 		/* Caught up: it acknowledged everything, the news of what it
 		 * skipped included (a jump over trimmed entries is no ack). */
 		if (p->acked >= c->next_seq && p->skipped == 0) {

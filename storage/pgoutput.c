@@ -850,11 +850,11 @@ static size_t omit_candidates(json_t *ev, struct omit_cand *v)
 
 			if (!json_is_string(val))
 				continue;
-			/* The value's JSON, its key's and the punctuation, less the
-			 * key named again in "omitted". */
+			/* "key":value, goes and "key", comes: the value's JSON
+			 * and one byte. */
 			one = json_dumps(val, JSON_COMPACT | JSON_ENCODE_ANY);
 			v[n++] = (struct omit_cand){ .obj = obj, .key = key,
-						     .saves = one ? strlen(one) + 2 : 0 };
+						     .saves = one ? strlen(one) + 1 : 0 };
 			free(one);
 		}
 	}
@@ -912,7 +912,8 @@ int pgoutput_change_dump(json_t *ev, size_t limit, char **out, size_t *omitted)
 	 * ignores the "omitted" key itself).  Keys are copied: omit() frees
 	 * them with their values. */
 	while (rc == 0) {
-		left = len;
+		/* The first time, room for ,"omitted":[] too. */
+		left = len + (json_object_get(ev, "omitted") ? 0 : 13);
 		while (next < n && left > limit) {
 			char *key = strdup(v[next].key);
 
