@@ -489,7 +489,7 @@ static int read_change(struct rd *r, struct pgoutput_msg *m)
 
 static int read_truncate(struct rd *r, struct pgoutput_msg *m)
 {
-	uint32_t n, relid;
+	uint32_t n, relid = 0;   /* set by get_u32; 0 quiets -O3's maybe-uninitialized */
 	int rc;
 
 	if ((rc = get_u32(r, "relation count", &n)))
