@@ -28,15 +28,9 @@ export AGENTS_DIR=$(mktemp -d /tmp/meridian-changes.XXXXXX)
 source "$here/lib.sh"
 source "$here/../../scripts/lib/pg.sh"
 chmod 755 "$AGENTS_DIR"   # the postgres user works in it too
-declare -A WATCH_PID
 writer_pid=
 stop_others() {
-	local n
-	for n in "${!WATCH_PID[@]}"; do
-		kill -TERM "${WATCH_PID[$n]}" 2>/dev/null || true
-		wait "${WATCH_PID[$n]}" 2>/dev/null || true
-	done
-	WATCH_PID=()
+	watch_stop
 	if [ -n "$writer_pid" ]; then
 		kill -TERM "$writer_pid" 2>/dev/null || true
 		wait "$writer_pid" 2>/dev/null || true
@@ -77,21 +71,8 @@ slot_ready() { [ "$(psql_p "select count(*) from pg_replication_slots where slot
 check "a leader is elected" agents_wait_until 20 current_leader
 check "the leader created the slot ($MODE mode)" agents_wait_until 20 slot_ready
 
-for n in f1 s1; do
-	"$MERIDIAN" watch --changes --json --api "${AGENT_API[$n]}" >"$AGENTS_DIR/watch-$n.jsonl" \
-		2>"$AGENTS_DIR/watch-$n.err" &
-	WATCH_PID[$n]=$!
-done
-# The change stream has no greeting: wait until both agents count their
-# subscriber, or the first changes could reach them before it.
-subscribed() {
-	local n
-	for n in f1 s1; do
-		curl -s --max-time 2 "http://${AGENT_API[$n]}/metrics" |
-			grep -q '^meridian_event_subscribers [1-9]' || return 1
-	done
-}
-check "the watchers on f1 and s1 are subscribed" agents_wait_until 15 subscribed
+watch_start f1 s1
+check "the watchers on f1 and s1 are subscribed" agents_wait_until 15 watch_subscribed f1 s1
 
 # The writer: one transaction per statement; some updates and deletes
 # touch rows inserted just before, some nothing at all.

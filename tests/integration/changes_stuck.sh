@@ -18,16 +18,10 @@ export AGENTS_DIR=$(mktemp -d /tmp/meridian-stuck.XXXXXX)
 source "$here/lib.sh"
 source "$here/../../scripts/lib/pg.sh"
 chmod 755 "$AGENTS_DIR"   # the postgres user works in it too
-declare -A WATCH_PID
 stopped=
 stop_others() {
-	local n
 	[ -n "$stopped" ] && agents_signal "$stopped" CONT
-	for n in "${!WATCH_PID[@]}"; do
-		kill -TERM "${WATCH_PID[$n]}" 2>/dev/null || true
-		wait "${WATCH_PID[$n]}" 2>/dev/null || true
-	done
-	WATCH_PID=()
+	watch_stop
 }
 trap 'stop_others; agents_stop_all; pg_cleanup_all' EXIT
 
@@ -56,19 +50,8 @@ check "a1 leads" agents_wait_until 20 leads
 slot_ready() { [ "$(psql_p "select count(*) from pg_replication_slots where slot_name = 'meridian' and active")" = 1 ]; }
 check "a1 streams the slot" agents_wait_until 20 slot_ready
 
-for n in f1 s1; do
-	"$MERIDIAN" watch --changes --json --api "${AGENT_API[$n]}" >"$AGENTS_DIR/watch-$n.jsonl" \
-		2>"$AGENTS_DIR/watch-$n.err" &
-	WATCH_PID[$n]=$!
-done
-subscribed() {
-	local n
-	for n in f1 s1; do
-		curl -s --max-time 2 "http://${AGENT_API[$n]}/metrics" |
-			grep -q '^meridian_event_subscribers [1-9]' || return 1
-	done
-}
-check "the watchers are subscribed" agents_wait_until 15 subscribed
+watch_start f1 s1
+check "the watchers are subscribed" agents_wait_until 15 watch_subscribed f1 s1
 
 # insert FROM TO: one transaction per row.
 insert() {
@@ -93,10 +76,7 @@ agents_signal f1 STOP
 stopped=f1
 insert 21 120
 check "s1 receives rows 21-120 while f1 is stuck" agents_wait_until 15 has s1 120
-metric() {
-	curl -s --max-time 2 "http://${AGENT_API[$1]}/metrics" | awk -v m="$2" '$1 == m {print $2}'
-}
-found_stuck() { [ "$(metric a1 meridian_changes_members_stuck_total)" = 1 ]; }
+found_stuck() { [ "$(agents_metric a1 meridian_changes_members_stuck_total)" = 1 ]; }
 check "a1 finds f1 stuck after the 2 s timeout" agents_wait_until 15 found_stuck
 insert 121 220
 lsn=$(psql_p "select pg_current_wal_lsn()")
@@ -114,7 +94,7 @@ agents_signal f1 CONT
 stopped=
 insert 221 230
 check "f1 receives the rows written after it woke up" agents_wait_until 25 has f1 230
-missed=$(metric f1 meridian_changes_missed_total)
+missed=$(agents_metric f1 meridian_changes_missed_total)
 gap=$(jq -c 'select(.type == "change" and .op == "gap")' "$AGENTS_DIR/watch-f1.jsonl" | head -n 1)
 got=$(jq -r 'select(.type == "change" and .op == "insert") | .new.id | tonumber | select(. > 120 and . <= 220)' \
 	"$AGENTS_DIR/watch-f1.jsonl" | sort -un | wc -l)

@@ -103,8 +103,7 @@ for o in "${all[@]}"; do
 done
 check "an agent with the wrong secret appears in nobody's members" test $seen = 0
 bad_key_counted() {
-	dropped=$(curl -s --max-time 2 "http://${AGENT_API[a1]}/metrics" |
-		awk '/^meridian_packets_dropped_total\{reason="bad_key"\}/ {print $2}')
+	dropped=$(agents_metric a1 'meridian_packets_dropped_total{reason="bad_key"}')
 	[ "${dropped%.*}" -gt 0 ] 2>/dev/null
 }
 agents_wait_until 15 bad_key_counted || true

@@ -18,3 +18,38 @@ fail() {
 }
 # check WHAT COMMAND...: ok WHAT if COMMAND succeeds, else fail WHAT.
 check() { local what=$1; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+
+# --- change-stream watchers and metrics (changes*.sh) ---
+declare -A WATCH_PID
+# watch_start NODE...: `meridian watch --changes --json` against each
+# NODE, to $AGENTS_DIR/watch-NODE.jsonl; stopped by PID with watch_stop.
+watch_start() {
+	local n
+	for n in "$@"; do
+		"$MERIDIAN" watch --changes --json --api "${AGENT_API[$n]}" \
+			>"$AGENTS_DIR/watch-$n.jsonl" 2>"$AGENTS_DIR/watch-$n.err" &
+		WATCH_PID[$n]=$!
+	done
+}
+watch_stop() {
+	local n
+	for n in "${!WATCH_PID[@]}"; do
+		kill -TERM "${WATCH_PID[$n]}" 2>/dev/null || true
+		wait "${WATCH_PID[$n]}" 2>/dev/null || true
+	done
+	WATCH_PID=()
+}
+# agents_metric NODE NAME: the value of NODE's /metrics sample NAME ("").
+agents_metric() {
+	curl -s --max-time 2 "http://${AGENT_API[$1]}/metrics" | awk -v m="$2" '$1 == m {print $2; exit}'
+}
+# watch_subscribed NODE...: every NODE counts a subscriber.  The change
+# stream has no greeting: a writer must wait for this, or its first
+# changes could reach an agent before the watcher does.
+watch_subscribed() {
+	local n v
+	for n in "$@"; do
+		v=$(agents_metric "$n" meridian_event_subscribers)
+		[ "${v:-0}" -ge 1 ] 2>/dev/null || return 1
+	done
+}
