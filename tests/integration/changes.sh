@@ -41,11 +41,7 @@ trap 'stop_others; agents_stop_all; pg_cleanup_all' EXIT
 
 base=$(agents_free_port_base)
 export MERIDIAN_SECRET=$("$MERIDIAN" keygen)
-pport=$((base + 100))
-pg_init "$AGENTS_DIR/pg" >/dev/null
-pg_start "$AGENTS_DIR/pg" "$pport" >/dev/null
-db=$(pg_url "$pport")
-psql_p() { pg_psql "$pport" -Atc "$1"; }
+primary_up pg
 psql_p "create table items (id int primary key, v text)" >/dev/null
 
 common=(--profile local --leave-timeout 2s)

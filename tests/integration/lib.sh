@@ -53,3 +53,15 @@ watch_subscribed() {
 		[ "${v:-0}" -ge 1 ] 2>/dev/null || return 1
 	done
 }
+
+# primary_up DIR: a PostgreSQL primary in $AGENTS_DIR/DIR on port
+# base + 100 (base from agents_free_port_base first); sets pport, db (its
+# URL) and psql_p SQL (runs SQL on it, unaligned, tuples only).  Needs
+# scripts/lib/pg.sh sourced.
+primary_up() {
+	pport=$((base + 100))
+	pg_init "$AGENTS_DIR/$1" >/dev/null
+	pg_start "$AGENTS_DIR/$1" "$pport" >/dev/null
+	db=$(pg_url "$pport")
+}
+psql_p() { pg_psql "$pport" -Atc "$1"; }

@@ -29,15 +29,13 @@ trap 'agents_stop_all; pg_cleanup_all' EXIT
 
 base=$(agents_free_port_base)
 export MERIDIAN_SECRET=$("$MERIDIAN" keygen)
-pport=$((base + 100)) r1port=$((base + 101)) r2port=$((base + 102))
-pg_init "$AGENTS_DIR/primary" >/dev/null
-pg_start "$AGENTS_DIR/primary" "$pport" >/dev/null
+primary_up primary
+r1port=$((base + 101)) r2port=$((base + 102))
 pg_replica_init "$pport" "$AGENTS_DIR/r1" >/dev/null
 pg_start "$AGENTS_DIR/r1" "$r1port" >/dev/null
 pg_replica_init "$pport" "$AGENTS_DIR/r2" >/dev/null
 pg_start "$AGENTS_DIR/r2" "$r2port" >/dev/null
-primary=$(pg_url "$pport") r1=$(pg_url "$r1port") r2=$(pg_url "$r2port")
-psql_p() { pg_psql "$pport" -Atc "$1"; }
+primary=$db r1=$(pg_url "$r1port") r2=$(pg_url "$r2port")
 # pg_start waits for pg_isready, not for the standby's WAL receiver.
 streaming() { [ "$(psql_p "select count(*) from pg_stat_replication where state = 'streaming'")" = 2 ]; }
 check "the replicas stream from the primary" agents_wait_until 30 streaming
