@@ -53,7 +53,8 @@ struct peer {
 	bool self, inflight, gone, seen;
 	bool stuck;                   /* acknowledged nothing for changes_stuck_ms */
 	uint64_t next, acked, sent_to; /* seqs */
-	uint64_t skipped;             /* entries with events it will never get, not yet told */
+	uint64_t lost, told;          /* entries with events it will never get, in this
+					 leadership: in all, and acknowledged news of */
 	uint64_t full_before_next;    /* entries with events before seq next (ever) */
 	uint64_t progress_at;         /* loop ms: last ack, or last time caught up */
 	uint64_t retry_at;
@@ -98,7 +99,7 @@ struct changes {
 	uint64_t last_delivered;      /* commit_lsn of the last part delivered */
 	uint32_t last_part;           /* ... and which part */
 	uint64_t max_term;
-	char last_gap[128];           /* the last gap told: term/skipped/first txn */
+	uint64_t gap_term, gap_total; /* the leader's running count of our losses */
 
 	uint64_t txns_in, events_in, pauses, delivered, duplicates, stale, slot_busy, too_large;
 	uint64_t values_omitted, stuck, skipped, missed;
@@ -114,10 +115,9 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 			 uint64_t *acked)
 {
 	json_t *term = json_object_get(batch, "term"), *txns = json_object_get(batch, "txns");
-	json_int_t skipped;
-	char gap_key[sizeof(((struct changes *)0)->last_gap)];
+	json_int_t lost;
 	size_t i, j;
-	json_t *t, *ev, *first;
+	json_t *t, *ev;
 
 	if (!json_is_integer(term) || !json_is_array(txns)) {
 		snprintf(err, errlen, "expected {\"term\":N,\"txns\":[...]}");
@@ -135,30 +135,31 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 		return -ESTALE;
 	}
 	c->max_term = (uint64_t)json_integer_value(term);
-	skipped = json_integer_value(json_object_get(batch, "skipped"));
-	/* A batch sent again (its answer was lost) tells of the same gap:
-	 * the same term, count and first transaction. */
-	first = json_array_get(txns, 0);
-	snprintf(gap_key, sizeof(gap_key), "%lld/%lld/%s/%lld",
-		 (long long)json_integer_value(term), (long long)skipped,
-		 first ? json_string_value(json_object_get(first, "commit_lsn")) : "-",
-		 first ? (long long)json_integer_value(json_object_get(first, "part")) :
-			 (long long)c->last_delivered);
-	if (skipped > 0 && strcmp(gap_key, c->last_gap) != 0) {
+	/* "lost": the leader's running count, this leadership, of what it
+	 * trimmed before this node had it.  What grew since the last batch
+	 * is a new gap; a batch sent again (its answer was lost) tells
+	 * nothing new. */
+	lost = json_integer_value(json_object_get(batch, "lost"));
+	if (c->gap_term != c->max_term) {
+		c->gap_term = c->max_term;
+		c->gap_total = 0;
+	}
+	if (lost > 0 && (uint64_t)lost > c->gap_total) {
 		/* Trimmed while this node was failed, gone or stuck: said to
 		 * the subscribers, who must read again what they need. */
+		uint64_t n = (uint64_t)lost - c->gap_total;
 		json_t *gap = json_pack("{s:s, s:I, s:I, s:O*}", "op", "gap", "skipped",
-					skipped, "term", json_integer_value(term), "leader",
+					(json_int_t)n, "term", json_integer_value(term), "leader",
 					json_object_get(batch, "leader"));
 
-		c->missed += (uint64_t)skipped;
-		LOG(LOG_WARNING, "changes", "the leader (term %lld) could not deliver %lld "
+		c->gap_total = (uint64_t)lost;
+		c->missed += n;
+		LOG(LOG_WARNING, "changes", "the leader (term %lld) could not deliver %llu "
 		    "transaction(s) to this node in time: they will not come (counted; "
-		    "subscribers get a change event with op \"gap\")", (long long)json_integer_value(term),
-		    (long long)skipped);
+		    "subscribers get a change event with op \"gap\")",
+		    (long long)json_integer_value(term), (unsigned long long)n);
 		if (gap)
 			events_publish(c->events, "change", gap);
-		snprintf(c->last_gap, sizeof(c->last_gap), "%s", gap_key);
 	}
 	json_array_foreach(txns, i, t) {
 		uint64_t lsn;
@@ -549,7 +550,7 @@ static void peer_send(struct changes *c, struct peer *p);
 /* @p's cursor is behind the outbox: it stopped counting (failed, gone or
  * stuck) and the others' acknowledgements trimmed what it had not taken.
  * It jumps to the oldest entry held; how many it will never get rides
- * with its next batch ("skipped"), and is counted.  Never while a batch
+ * with its next batch (its running count, "lost"), and is counted.  Never while a batch
  * is in flight to it: that batch's answer says where it really is. */
 static void peer_catch_base(struct changes *c, struct peer *p)
 {
@@ -559,7 +560,7 @@ static void peer_catch_base(struct changes *c, struct peer *p)
 		return;
 	/* Entries without events (the lease's renewals) are no loss. */
 	lost = c->full_before_base - p->full_before_next;
-	p->skipped += lost;
+	p->lost += lost;
 	c->skipped += lost;
 	p->next = p->acked = c->base;
 	p->full_before_next = c->full_before_base;
@@ -580,14 +581,8 @@ static void peers_watch(struct changes *c)
 			p->progress_at = now;   /* a member back counts from its return */
 			continue;
 		}
-		/* Caught up: it acknowledged everything, the news of what it
-		 * skipped included (a jump over trimmed entries is no ack). */
-		if (p->acked >= c->next_seq && p->skipped == 0) {
-			if (p->stuck)
-				LOG(LOG_NOTICE, "changes", "member %s caught up: it counts again",
-				    p->name);
-			p->stuck = false;
-			p->progress_at = now;
+		if (p->acked >= c->next_seq && p->told == p->lost) {
+			p->progress_at = now;   /* nothing waits for it */
 		} else if (!p->stuck && now - p->progress_at >= c->cfg->changes_stuck_ms) {
 			p->stuck = true;
 			c->stuck++;
@@ -630,8 +625,17 @@ static void peers_refresh(struct changes *c)
 				peer_catch_base(c, p);
 			continue;
 		}
-		if (!live || c->npeers == PEERS_MAX)
+		if (!live)
 			continue;
+		if (c->npeers == PEERS_MAX) {
+			/* Full: a member gone (and not in flight) makes room. */
+			for (j = 0; j < c->npeers; j++)
+				if (c->peers[j].gone && !c->peers[j].seen && !c->peers[j].inflight)
+					break;
+			if (j == c->npeers)
+				continue;
+			c->peers[j] = c->peers[--c->npeers];
+		}
 		if (c->npeers % 64 == 0) {
 			struct peer *np = realloc(c->peers, (c->npeers + 64) * sizeof(*np));
 
@@ -647,14 +651,10 @@ static void peers_refresh(struct changes *c)
 		snprintf(c->peers[c->npeers].addr, sizeof(c->peers[0].addr), "%s", m->addr);
 		c->npeers++;
 	}
-	for (size_t i = 0; i < c->npeers;) {
-		if (!c->peers[i].seen && !c->peers[i].inflight) {
-			c->peers[i] = c->peers[--c->npeers];
-			continue;
-		}
+	/* Members gone stay, for the leadership (bounded by PEERS_MAX): one
+	 * that comes back is told what it lost meanwhile. */
+	for (size_t i = 0; i < c->npeers; i++)
 		c->peers[i].gone = !c->peers[i].seen;
-		i++;
-	}
 }
 
 /* Confirms what every counted member acknowledged; trims the outbox. */
@@ -704,8 +704,8 @@ static char *batch_text(struct changes *c, struct peer *p, uint64_t *end, uint64
 	int n;
 
 	n = snprintf(head, sizeof(head),
-		     "[{\"term\":%llu,\"leader\":\"%s\",\"skipped\":%llu,\"txns\":[",
-		     (unsigned long long)c->term, c->cfg->node, (unsigned long long)p->skipped);
+		     "[{\"term\":%llu,\"leader\":\"%s\",\"lost\":%llu,\"txns\":[",
+		     (unsigned long long)c->term, c->cfg->node, (unsigned long long)p->lost);
 	if (n < 0 || (size_t)n >= sizeof(head) ||
 	    bytebuf_append(&buf, &len, &cap, head, (size_t)n, BATCH_TEXT_MAX))
 		goto fail;
@@ -731,19 +731,28 @@ fail:
 struct sendctx {
 	struct changes *c;
 	char name[GOSSIP_NAME_MAX + 1];
-	uint64_t end, term, skipped, full;
+	uint64_t end, term, lost, full;
 };
 
 /* @p acknowledged everything before @end (@full entries with events
- * since its cursor), and was told of @skipped. */
+ * since its cursor), and its losses up to @lost.  A stuck member that
+ * answers again counts again: behind the outbox it holds nothing back
+ * (confirm() waits for it only from where it jumps to, at its next
+ * batch), and counting it only once it had caught up would never happen
+ * under a steady load. */
 static void peer_acked(struct changes *c, struct peer *p, uint64_t end, uint64_t full,
-		       uint64_t skipped)
+		       uint64_t lost)
 {
 	p->acked = p->next = end;
 	p->full_before_next += full;
-	p->skipped -= skipped < p->skipped ? skipped : p->skipped;
+	if (lost > p->told)
+		p->told = lost;
 	p->failures = 0;
 	p->progress_at = uv_now(c->loop);
+	if (p->stuck) {
+		p->stuck = false;
+		LOG(LOG_NOTICE, "changes", "member %s answers again: it counts again", p->name);
+	}
 	confirm(c);
 }
 
@@ -774,7 +783,7 @@ static void send_done(void *ctx, const struct rpc_result *r)
 	if (p && c->leading && c->term == s->term) {
 		p->inflight = false;
 		if (r->status == RPC_OK) {
-			peer_acked(c, p, s->end, s->full, s->skipped);
+			peer_acked(c, p, s->end, s->full, s->lost);
 			send_kick(c);
 		} else {
 			peer_failed(c, p, r->message && *r->message ? r->message : r->code);
@@ -796,9 +805,9 @@ static void peer_send(struct changes *c, struct peer *p)
 		return;
 	peer_catch_base(c, p);
 	/* Nothing new still goes when there is a gap to tell of. */
-	if ((p->next >= c->next_seq && p->skipped == 0) || uv_now(c->loop) < p->retry_at)
+	if ((p->next >= c->next_seq && p->told == p->lost) || uv_now(c->loop) < p->retry_at)
 		return;
-	told = p->skipped;
+	told = p->lost;
 	text = batch_text(c, p, &end, &full);
 	if (text == NULL)
 		return;
@@ -824,7 +833,7 @@ static void peer_send(struct changes *c, struct peer *p)
 	}
 	s->c = c;
 	s->end = end;
-	s->skipped = told;
+	s->lost = told;
 	s->full = full;
 	s->term = c->term;
 	snprintf(s->name, sizeof(s->name), "%s", p->name);

@@ -17,10 +17,13 @@
  * counting, and so does one that acknowledges nothing for
  * --changes-stuck-timeout while work waits (alive to gossip but its
  * cluster TCP blocked, say: Postgres would keep WAL for it without end)
- * until it has caught up.  A member that stopped counting and comes back
- * may find its next entries trimmed: it jumps to the oldest one held, and
- * its next batch says how many it skipped ("skipped"), which it counts and
- * hands its subscribers as a change event {"op":"gap","skipped":N}.  The slot's position
+ * until it acknowledges again.  A member that stopped counting (stuck,
+ * failed or left: members gone are remembered for the leadership) and
+ * comes back may find its next entries trimmed: it jumps to the oldest one
+ * held.  Its batches carry the leader's running count of what it lost
+ * ("lost", entries with events only); what grew since the last batch it
+ * counts and hands its subscribers as a change event
+ * {"op":"gap","skipped":N} (a batch sent again adds nothing).  The slot's position
  * is confirmed to Postgres (repl_confirm)
  * up to the last transaction every counted member has acknowledged, never
  * further: a new leader resumes there, so nothing committed is lost, and

@@ -5,7 +5,7 @@
 # after --changes-stuck-timeout the leader confirms without it, the other
 # members go on receiving, and when it wakes up it is told how many
 # transactions it missed (a change event with op "gap") and receives the
-# new ones.
+# new ones; a member that left and comes back is told the same way.
 #
 # a1 in iad (the primary region, primary database, the leader), f1 in
 # fra, s1 in syd; `meridian watch --changes --json` on f1 and s1.
@@ -97,13 +97,27 @@ got=$(jq -r 'select(.type == "change" and .op == "insert") | .new.id | tonumber 
 check "f1 was told of what it missed ($gap, $missed counted; $got of rows 121-220 received)" \
 	bash -c '[ -n "$0" ] && [ "${1%.*}" -ge 1 ] && [ "$(jq .skipped <<<"$0")" = "${1%.*}" ] &&
 		 [ "$2" = 0 ]' "$gap" "${missed:-0}" "$got"
-caught_up() { grep -q "member f1 caught up" "$AGENTS_DIR/a1.log"; }
-check "a1 counts f1 again once it caught up" agents_wait_until 10 caught_up
+counts_again() { grep -q "member f1 answers again: it counts again" "$AGENTS_DIR/a1.log"; }
+check "a1 counts f1 again once it answers" agents_wait_until 10 counts_again
 s1_ids=$(jq -r 'select(.type == "change" and .op == "insert") | .new.id' \
 	"$AGENTS_DIR/watch-s1.jsonl" | sort -un | tr '\n' ' ')
 check "s1 received every row, and no gap" bash -c \
 	'[ "$0" = "$(seq -s " " 1 230) " ] && ! grep -q "\"op\":\"gap\"" "$1"' \
 	"$s1_ids" "$AGENTS_DIR/watch-s1.jsonl"
+
+
+# s1 leaves and comes back under its name: what was written meanwhile is
+# trimmed without it, and the new process is told so.
+agents_signal s1 TERM
+agents_wait_exit s1 10 || true
+insert 231 240
+check "f1 receives rows 231-240 while s1 is gone" agents_wait_until 15 has f1 240
+agents_start s1 syd iad "127.0.0.1:$((base + 20))" "127.0.0.1:$((base + 21))" "${common[@]}" \
+	--join "127.0.0.1:$base"
+check "s1 rejoins" agents_wait_until 30 agents_converged 3 "${all[@]}"
+insert 241 250
+told_s1() { [ "$(agents_metric s1 meridian_changes_missed_total)" = 1 ]; }
+check "s1, back, is told of the one transaction it missed" agents_wait_until 15 told_s1
 
 echo "# $passed passed, $failed failed"
 [ "$failed" = 0 ]
