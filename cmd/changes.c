@@ -124,7 +124,8 @@ static int deliver_batch(struct changes *c, json_t *batch, char *err, size_t err
 		return -EINVAL;
 	}
 	if (json_integer_value(term) < 1 ||
-	    (uint64_t)json_integer_value(term) - c->max_term > (1ULL << 32)) {
+	    ((uint64_t)json_integer_value(term) > c->max_term &&
+	     (uint64_t)json_integer_value(term) - c->max_term > (1ULL << 32))) {
 		snprintf(err, errlen, "implausible term %lld", (long long)json_integer_value(term));
 		return -EINVAL;
 	}
