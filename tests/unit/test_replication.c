@@ -539,12 +539,31 @@ START_TEST(test_stream_resume)
 }
 END_TEST
 
+/* a holds @slot and b keeps trying for it: a stops; b must stream within
+ * 3 s (about 1 s, the busy backoff's cap, generously: never the 5 s
+ * reconnect backoff) and get the next change.  Stops and frees both. */
+static void takeover_after_stop(struct consumer *a, struct consumer *b, const char *slot)
+{
+	uint64_t t0 = clock_mono_ms();
+
+	consumer_stop(a);
+	wait_streaming(b, 6000);
+	printf("%s: streaming %" PRIu64 " ms after the first stopped\n", slot,
+	       b->state_at - t0);
+	ck_assert_uint_le(b->state_at - t0, 3000);
+	insert(slot, "r1");
+	wait_msgs(b, 4);
+	consumer_stop(b);
+	drop_slot(slot);
+	free(a);
+	free(b);
+}
+
 START_TEST(test_busy_takeover)
 {
 	struct repl_config cfg = { .slot = "t_busy", .publication = "t_busy" };
 	struct consumer *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
 	struct repl_stats s;
-	uint64_t t0;
 
 	fresh("t_busy");
 	consumer_start(a, &cfg);
@@ -560,21 +579,7 @@ START_TEST(test_busy_takeover)
 	ck_assert_uint_ge(s.slot_busy, 3);
 	ck_assert_uint_le(s.slot_busy, 10);
 	ck_assert_uint_eq(s.reconnects, 0);
-
-	t0 = clock_mono_ms();
-	consumer_stop(a);
-	wait_streaming(b, 6000);
-	printf("busy_takeover: streaming %" PRIu64 " ms after the first stopped\n",
-	       b->state_at - t0);
-	/* About 1 s (the busy backoff's cap), generously: never the 5 s
-	 * reconnect backoff. */
-	ck_assert_uint_le(b->state_at - t0, 3000);
-	insert("t_busy", "r1");
-	wait_msgs(b, 4);
-	consumer_stop(b);
-	drop_slot("t_busy");
-	free(a);
-	free(b);
+	takeover_after_stop(a, b, "t_busy");
 }
 END_TEST
 
@@ -830,7 +835,6 @@ START_TEST(test_poll_busy)
 	struct repl_config cfg = { .slot = "t_pbusy", .publication = "t_pbusy" };
 	struct consumer *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
 	struct repl_stats s;
-	uint64_t t0;
 
 	fresh("t_pbusy");
 	consumer_start(a, &cfg);
@@ -841,16 +845,7 @@ START_TEST(test_poll_busy)
 	ck_assert_int_eq(b->state, REPL_SLOT_BUSY);
 	repl_stats_get(b->r, &s);
 	ck_assert_uint_ge(s.slot_busy, 2);
-	t0 = clock_mono_ms();
-	consumer_stop(a);
-	wait_streaming(b, 6000);
-	ck_assert_uint_le(b->state_at - t0, 3000);
-	insert("t_pbusy", "r1");
-	wait_msgs(b, 4);
-	consumer_stop(b);
-	drop_slot("t_pbusy");
-	free(a);
-	free(b);
+	takeover_after_stop(a, b, "t_pbusy");
 }
 END_TEST
 
