@@ -42,6 +42,7 @@
 #include <string.h>
 
 #include "lib/log.h"
+#include "lib/str.h"
 #include "storage/pgconn.h"
 
 #define COMPONENT "lease"
@@ -144,16 +145,6 @@ struct lease_pg {
 	struct lease_pg_stats stats;
 };
 
-static void copy_str(char *dst, size_t size, const char *src)
-{
-	size_t n = src ? strlen(src) : 0;
-
-	if (n >= size)
-		n = size - 1;
-	memcpy(dst, src ? src : "", n);
-	dst[n] = '\0';
-}
-
 /* Ends the request with @r (status < 0: @r->error says why).  Called from
  * pgconn's callbacks only; @l must not be touched after (done may close). */
 static void finish(struct lease_pg *l, struct election_lease_result *r)
@@ -164,7 +155,7 @@ static void finish(struct lease_pg *l, struct election_lease_result *r)
 		l->stats.failures++;
 		if (r->status == -ETIMEDOUT)
 			l->stats.timeouts++;
-		copy_str(l->stats.last_error, sizeof(l->stats.last_error), r->error);
+		str_copy(l->stats.last_error, sizeof(l->stats.last_error), r->error);
 		LOG_RATELIMITED(LOG_WARNING, COMPONENT, "%s failed: %s",
 				election_lease_op_name(l->op), r->error);
 	}
@@ -272,7 +263,7 @@ static int parse_report(const PGresult *res, struct election_lease_result *r)
 	    parse_u64(PQgetvalue(res, 0, 4), &remaining) < 0)
 		return -EPROTO;
 	r->held = parse_bool(PQgetvalue(res, 0, 0));
-	copy_str(r->holder, sizeof(r->holder), PQgetvalue(res, 0, 1));
+	str_copy(r->holder, sizeof(r->holder), PQgetvalue(res, 0, 1));
 	r->term = term;
 	r->holder_valid = parse_bool(PQgetvalue(res, 0, 3));
 	r->remaining_ms = r->holder_valid ?
@@ -345,7 +336,7 @@ struct lease_pg *lease_pg_new(uv_loop_t *loop, const struct lease_pg_config *cfg
 	l->loop = loop;
 	l->done = done;
 	l->ctx = ctx;
-	copy_str(l->node, sizeof(l->node), cfg->node);
+	str_copy(l->node, sizeof(l->node), cfg->node);
 	snprintf(l->holder_id, sizeof(l->holder_id), "%016" PRIx64, cfg->node_id);
 	snprintf(l->lease_ms, sizeof(l->lease_ms), "%" PRIu32, cfg->lease_ms);
 	l->timeout_ms = cfg->timeout_ms;

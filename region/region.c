@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/str.h"
+
 struct region_table {
 	struct region_member *members;     /* sorted by name */
 	size_t nmembers;
@@ -60,16 +62,6 @@ void region_table_delete(struct region_table *t)
 /* ------------------------------------------------------------------ */
 /* Refresh                                                             */
 /* ------------------------------------------------------------------ */
-
-static void copy_str(char *dst, size_t size, const char *src)
-{
-	size_t n = src ? strlen(src) : 0;
-
-	if (n >= size)
-		n = size - 1;
-	memcpy(dst, src ? src : "", n);
-	dst[n] = '\0';
-}
 
 static int member_cmp(const void *a, const void *b)
 {
@@ -141,7 +133,7 @@ static struct region_info *region_remember(struct region_table *t, const char *n
 	i = (size_t)(-at - 1);
 	memmove(&t->regions[i + 1], &t->regions[i], (t->nregions - i) * sizeof(t->regions[0]));
 	memset(&t->regions[i], 0, sizeof(t->regions[i]));
-	copy_str(t->regions[i].name, sizeof(t->regions[i].name), name);
+	str_copy(t->regions[i].name, sizeof(t->regions[i].name), name);
 	t->nregions++;
 	return &t->regions[i];
 }
@@ -162,8 +154,8 @@ static void vote_add(struct region_table *t, const struct region_member *m)
 	}
 	/* cap_votes >= members, so there is always room */
 	memmove(&t->votes[lo + 1], &t->votes[lo], (t->nvotes - lo) * sizeof(t->votes[0]));
-	copy_str(t->votes[lo].primary, sizeof(t->votes[lo].primary), m->primary);
-	copy_str(t->votes[lo].example, sizeof(t->votes[lo].example), m->name);
+	str_copy(t->votes[lo].primary, sizeof(t->votes[lo].primary), m->primary);
+	str_copy(t->votes[lo].example, sizeof(t->votes[lo].example), m->name);
 	t->votes[lo].count = 1;
 	t->nvotes++;
 }
@@ -196,15 +188,15 @@ static void member_fill(struct region_member *rm, const struct gossip_member *m)
 	const char *leaving = gossip_tags_get(tags, REGION_TAG_LEAVING);
 
 	memset(rm, 0, sizeof(*rm));
-	copy_str(rm->name, sizeof(rm->name), gossip_member_name(m));
-	copy_str(rm->addr, sizeof(rm->addr), gossip_member_addr(m));
+	str_copy(rm->name, sizeof(rm->name), gossip_member_name(m));
+	str_copy(rm->addr, sizeof(rm->addr), gossip_member_addr(m));
 	/* A value a peer advertises is outside input: an invalid one is
 	 * dropped (and counted by the caller), never half-used. */
 	if (region_name_valid(region))
-		copy_str(rm->region, sizeof(rm->region), region);
+		str_copy(rm->region, sizeof(rm->region), region);
 	if (region_name_valid(primary))
-		copy_str(rm->primary, sizeof(rm->primary), primary);
-	copy_str(rm->version, sizeof(rm->version), gossip_tags_get(tags, REGION_TAG_VERSION));
+		str_copy(rm->primary, sizeof(rm->primary), primary);
+	str_copy(rm->version, sizeof(rm->version), gossip_tags_get(tags, REGION_TAG_VERSION));
 	rm->status = gossip_member_status(m);
 	rm->leaving = leaving && strcmp(leaving, "1") == 0;
 	rm->rtt_us = gossip_member_rtt_us(m);
@@ -500,7 +492,7 @@ static int choose_region(const struct region_table *t, const char *region, bool 
 		return fail(out, REGION_ERR_BAD_REGION,
 			    "\"%s\" is not a valid region (1 to %d lower-case letters, digits "
 			    "or dashes)", region, REGION_NAME_MAX);
-	copy_str(out->region, sizeof(out->region), region);
+	str_copy(out->region, sizeof(out->region), region);
 	if (strcmp(region, region_self_region(t)) == 0 && local_ok(t, exclude, nexclude)) {
 		out->local = true;
 		out->member = region_self(t);
