@@ -36,9 +36,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-B=$ROOT/build-bench
-cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null &&
-	cmake --build "$B" -j2 --target meridian >/dev/null || exit 1
+source "$HERE/lib.sh"
+B=$(bench_build meridian) || exit 1
 export MERIDIAN=$B/cmd/meridian
 export AGENTS_DIR=$(mktemp -d /tmp/meridian-chbench.XXXXXX)
 source "$ROOT/scripts/lib/agents.sh"

@@ -42,9 +42,9 @@ while [ $# -gt 0 ]; do
 	shift
 done
 if [ -z "$MERIDIAN" ]; then
-	cmake -S "$ROOT" -B "$ROOT/build-bench" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null &&
-		cmake --build "$ROOT/build-bench" -j2 --target meridian >/dev/null || exit 1
-	MERIDIAN=$ROOT/build-bench/cmd/meridian
+	source "$HERE/lib.sh"
+	B=$(bench_build meridian) || exit 1
+	MERIDIAN=$B/cmd/meridian
 fi
 export MERIDIAN
 export AGENTS_DIR=$(mktemp -d /tmp/meridian-ebench.XXXXXX)

@@ -46,9 +46,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-B=$ROOT/build-bench
-cmake -S "$ROOT" -B "$B" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null &&
-	cmake --build "$B" -j2 --target meridian bench_rpc_client bench_pg_client >/dev/null || exit 1
+source "$HERE/lib.sh"
+B=$(bench_build meridian bench_rpc_client bench_pg_client) || exit 1
 export MERIDIAN=$B/cmd/meridian
 HTTP=$B/bench/bench_rpc_client
 PG=$B/bench/bench_pg_client
