@@ -72,8 +72,10 @@ PIDS+=($!)
 PIDS+=($!)
 sleep 1
 
-count_f1() { grep -c '"table":"public.t","op":"insert"' "$AGENTS_DIR/watch.jsonl" 2>/dev/null || echo 0; }
-count_floor() { grep -c '^table public.t: INSERT' "$AGENTS_DIR/floor.txt" 2>/dev/null || echo 0; }
+# grep -c prints 0 itself when nothing matches (and exits 1); nothing at
+# all when the file is not there yet.
+count_f1() { local n; n=$(grep -c '"table":"public.t","op":"insert"' "$AGENTS_DIR/watch.jsonl" 2>/dev/null); echo "${n:-0}"; }
+count_floor() { local n; n=$(grep -c '^table public.t: INSERT' "$AGENTS_DIR/floor.txt" 2>/dev/null); echo "${n:-0}"; }
 # Throughput: both readers see the same WAL; each is timed to its last row.
 t0=$(date +%s%3N)
 for ((i = 0; i < ROWS; i += 1000)); do
